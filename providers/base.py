@@ -1,0 +1,281 @@
+"""HttpProvider: what every adapter shares. Request helpers, the one HTTP-status → error mapping,
+payload decoding straight to bytes, and the capability lookup. Adapters add only their wire format."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+import httpx
+
+from core.config import ProviderConfig
+from core.errors import (
+    AuthFailed,
+    BadImage,
+    ContentPolicy,
+    InvalidRequest,
+    PixbotError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    QuotaExceeded,
+    RateLimited,
+)
+from core.images import sniff_mime
+from core.net import ImageDownloader, parse_retry_after, redact
+from core.provider import Capabilities, ProviderRequest, ProviderResult
+
+__all__ = [
+    "GPT_IMAGE_SIZES",
+    "HttpProvider",
+    "classify_message",
+    "error_for_response",
+    "gpt_size_for_ratio",
+    "ratio_size",
+]
+
+log = logging.getLogger(__name__)
+
+_DATA_URL = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.DOTALL)
+_WHITESPACE = re.compile(r"\s+")
+
+#: OpenAI's GPT-image ratio table, shared by custom, openai and aihubmix.
+GPT_IMAGE_SIZES: dict[str, str] = {
+    "1:1": "1024x1024",
+    "16:9": "1536x1024",
+    "4:3": "1536x1024",
+    "9:16": "1024x1536",
+    "3:4": "1024x1536",
+}
+
+_POLICY = ("content_policy", "content policy", "moderation", "safety system", "safety_violation",
+           "responsible ai", "blocked by", "prohibited", "sensitive", "nsfw", "inappropriate")
+_QUOTA = ("insufficient_quota", "quota", "billing", "credit", "balance", "payment required",
+          "insufficient balance", "exceeded your current")
+_VERIFY = ("organization must be verified", "must be verified", "verify your organization")
+
+
+def gpt_size_for_ratio(ratio: str | None, default: str = "1024x1024") -> str:
+    return GPT_IMAGE_SIZES.get(ratio or "", default)
+
+
+def ratio_size(size: str | None, ratio: str | None, table: Mapping[str, str], default: str) -> str:
+    """nanobot's "x-pass" rule: a size containing ``x`` is sent verbatim, else the ratio table."""
+    if size and "x" in size.lower():
+        return size
+    return table.get(ratio or "", default)
+
+
+def classify_message(text: str) -> type[PixbotError] | None:
+    """Map a provider's error text onto a category by its well-known signals, or None."""
+    lowered = text.lower()
+    if any(s in lowered for s in _VERIFY):
+        return AuthFailed
+    if any(s in lowered for s in _POLICY):
+        return ContentPolicy
+    if any(s in lowered for s in _QUOTA):
+        return QuotaExceeded
+    return None
+
+
+def error_for_response(provider: str, response: httpx.Response, secrets: Iterable[str] = ()) -> PixbotError:
+    """The one place an HTTP error status becomes a taxonomy error. Raw text goes to ``detail``."""
+    status = response.status_code
+    body = redact(_body_text(response)[:500], secrets)
+    detail = f"{provider} HTTP {status}: {body}"
+    log.warning("%s", detail)
+    signalled = classify_message(body)
+    if status == 429:
+        if signalled is QuotaExceeded:
+            return QuotaExceeded(detail=detail, provider=provider)
+        return RateLimited(detail=detail, provider=provider,
+                           retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    if status in (401, 403):
+        if signalled is ContentPolicy:
+            return ContentPolicy(detail=detail, provider=provider)
+        return AuthFailed(detail=detail, provider=provider)
+    if status == 402:
+        return QuotaExceeded(detail=detail, provider=provider)
+    if status in (408, 504, 524):
+        return ProviderTimeout(detail=detail, provider=provider)
+    if status >= 500:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return ProviderUnavailable(detail=detail, provider=provider, retry_after=retry_after)
+    if signalled is not None:
+        return signalled(detail=detail, provider=provider)
+    if status == 404:
+        return InvalidRequest(
+            "The image service does not know this model or endpoint. The operator should check "
+            "the model name and apiBase.", detail=detail, provider=provider)
+    if status == 413:
+        return InvalidRequest("The request was too large for the image service (try fewer or smaller "
+                              "reference images).", detail=detail, provider=provider)
+    return InvalidRequest("The image service rejected the request. Try a different prompt or options.",
+                          detail=detail, provider=provider)
+
+
+def _body_text(response: httpx.Response) -> str:
+    try:
+        return response.text or "<empty response body>"
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return "<unreadable response body>"
+
+
+class HttpProvider:
+    """Base for HTTP adapters. Handed its config slice and shared clients; never builds one."""
+
+    name: ClassVar[str]
+    default_model: ClassVar[str]
+    default_base: ClassVar[str | None] = None
+    default_timeout: ClassVar[float] = 120.0
+    requires_key: ClassVar[bool] = True
+    requires_base: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        client: httpx.AsyncClient,
+        downloader: ImageDownloader | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.downloader = downloader
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} base={self.base_url!r}>"
+
+    # -- configuration ---------------------------------------------------------------------
+    @property
+    def api_key(self) -> str | None:
+        return self.config.api_key or None
+
+    @property
+    def base_url(self) -> str:
+        return (self.config.api_base or self.default_base or "").rstrip("/")
+
+    @property
+    def timeout(self) -> float:
+        return self.config.timeout or self.default_timeout
+
+    @property
+    def extra_body(self) -> dict[str, Any]:
+        return dict(self.config.extra_body)
+
+    def missing(self) -> list[str]:
+        missing = []
+        if self.requires_base and not self.config.api_base:
+            missing.append(f"providers.{self.name}.apiBase")
+        if self.requires_key and not self.api_key:
+            missing.append(f"providers.{self.name}.apiKey")
+        return missing
+
+    def capabilities(self, model: str) -> Capabilities:
+        return Capabilities()
+
+    def headers(self, *, json_body: bool = True, bearer: bool = True) -> dict[str, str]:
+        """Authorization and Content-Type, then extraHeaders (which win)."""
+        headers: dict[str, str] = {}
+        if bearer and self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        if json_body:
+            headers["Content-Type"] = "application/json"
+        headers.update(self.config.extra_headers)
+        return headers
+
+    # -- HTTP --------------------------------------------------------------------------------
+    def _secrets(self) -> list[str]:
+        return [s for s in (self.api_key, *self.config.extra_headers.values()) if s]
+
+    async def send(self, method: str, url: str, **kwargs: Any) -> Any:
+        """Send one request and return its JSON body, or raise the matching PixbotError."""
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            response = await self.client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(detail=f"{self.name}: {type(exc).__name__}", provider=self.name) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(detail=f"{self.name}: {type(exc).__name__}: {redact(str(exc), self._secrets())}",
+                                      provider=self.name) from exc
+        if response.status_code >= 400:
+            raise error_for_response(self.name, response, self._secrets())
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderUnavailable(
+                "The image service sent an answer the bot could not read.",
+                detail=f"{self.name}: non-JSON body: {redact(_body_text(response)[:200], self._secrets())}",
+                provider=self.name,
+            ) from None
+
+    async def post_json(self, url: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Any:
+        log.debug("%s POST %s", self.name, url)
+        return await self.send("POST", url, json=body, headers=dict(headers or self.headers()))
+
+    def require_mapping(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise ProviderUnavailable("The image service sent an answer the bot could not read.",
+                                      detail=f"{self.name}: expected a JSON object, got {type(data).__name__}",
+                                      provider=self.name)
+        return data
+
+    # -- payloads ----------------------------------------------------------------------------
+    def decode_b64(self, payload: str) -> bytes:
+        """Strict base64 → image bytes, checked by magic bytes (the provider's claimed type is ignored)."""
+        try:
+            data = base64.b64decode(_WHITESPACE.sub("", payload), validate=True)
+        except (binascii.Error, ValueError):
+            raise BadImage("The image service sent a broken image.",
+                           detail=f"{self.name}: payload was not valid base64", provider=self.name) from None
+        if sniff_mime(data) is None:
+            raise BadImage("The image service sent something that is not an image.",
+                           detail=f"{self.name}: payload was not a supported image", provider=self.name)
+        return data
+
+    def decode_data_url(self, url: str) -> bytes:
+        match = _DATA_URL.match(url.strip())
+        if not match:
+            raise BadImage("The image service sent a broken image.",
+                           detail=f"{self.name}: expected a base64 image data URL", provider=self.name)
+        return self.decode_b64(match[2])
+
+    async def download(self, url: str) -> bytes:
+        if self.downloader is None:
+            raise ProviderUnavailable(detail=f"{self.name}: no downloader for {url[:80]}", provider=self.name)
+        return await self.downloader.fetch(url)
+
+    async def image_from_string(self, value: str) -> bytes | None:
+        """A data URL, an http(s) URL (downloaded) or raw base64; None for anything else."""
+        value = value.strip()
+        if value.startswith("data:image/"):
+            return self.decode_data_url(value)
+        if value.startswith(("http://", "https://")):
+            return await self.download(value)
+        return None
+
+    def no_images(self, data: Any) -> PixbotError:
+        """Zero images: classify any error the body carries, else say so plainly."""
+        message = ""
+        if isinstance(data, dict) and data.get("error"):
+            error = data["error"]
+            message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+        detail = f"{self.name} returned no images" + (f": {redact(message[:500], self._secrets())}" if message else "")
+        log.warning("%s", detail)
+        signalled = classify_message(message) if message else None
+        if signalled is not None:
+            return signalled(detail=detail, provider=self.name)
+        return ProviderUnavailable("The image service answered without an image. Try again or rephrase.",
+                                   detail=detail, provider=self.name)
+
+    def result(self, images: list[bytes], data: Any, text: str = "") -> ProviderResult:
+        if not images:
+            raise self.no_images(data)
+        return ProviderResult(images=images, text=text)
+
+    async def generate(self, request: ProviderRequest) -> ProviderResult:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Clients are owned by the composition root; nothing to close here."""
