@@ -30,6 +30,9 @@ class Capabilities:
     sizes: frozenset[str] | None = None
     max_references: int = 0
     max_per_call: int = 1
+    #: True when an explicit size hint makes the provider ignore the aspect ratio (custom's ``1K``):
+    #: the service then drops the *default* size when the user asked for a ratio explicitly.
+    size_overrides_ratio: bool = False
     #: Shown when a setting is ignored: what the model does instead ("uses 1:1", "default size").
     ratio_fallback: str = "the model's default"
     size_fallback: str = "the model's default"

@@ -34,6 +34,7 @@ __all__ = [
     "classify_message",
     "error_for_response",
     "gpt_size_for_ratio",
+    "http_error_detail",
     "ratio_size",
 ]
 
@@ -81,13 +82,18 @@ def classify_message(text: str) -> type[PixbotError] | None:
     return None
 
 
-def error_for_response(provider: str, response: httpx.Response, secrets: Iterable[str] = ()) -> PixbotError:
-    """The one place an HTTP error status becomes a taxonomy error. Raw text goes to ``detail``."""
+def error_for_response(provider: str, response: httpx.Response, secrets: Iterable[str] = (), *,
+                       text: str | None = None) -> PixbotError:
+    """The one place an HTTP error status becomes a taxonomy error. Raw text goes to ``detail``.
+
+    ``text`` (e.g. ``http_error_detail``) replaces the raw body in ``detail``; both are classified.
+    """
     status = response.status_code
-    body = redact(_body_text(response)[:500], secrets)
+    raw = _body_text(response)[:1000]
+    body = redact(raw[:500] if text is None else text[:500], secrets)
     detail = f"{provider} HTTP {status}: {body}"
     log.warning("%s", detail)
-    signalled = classify_message(body)
+    signalled = classify_message(body if text is None else f"{text}\n{raw}")
     if status == 429:
         if signalled is QuotaExceeded:
             return QuotaExceeded(detail=detail, provider=provider)
@@ -115,6 +121,19 @@ def error_for_response(provider: str, response: httpx.Response, secrets: Iterabl
                               "reference images).", detail=detail, provider=provider)
     return InvalidRequest("The image service rejected the request. Try a different prompt or options.",
                           detail=detail, provider=provider)
+
+
+def http_error_detail(response: httpx.Response) -> str:
+    """nanobot's error detail (gemini, ollama, modelscope): ``error.message`` of a JSON body whose
+    ``error`` is an object (else that object as text), otherwise the first 500 characters of the body."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        message = data["error"].get("message")
+        return message if isinstance(message, str) else str(data["error"])
+    return _body_text(response)[:500]
 
 
 def _body_text(response: httpx.Response) -> str:
@@ -200,7 +219,7 @@ class HttpProvider:
             raise ProviderUnavailable(detail=f"{self.name}: {type(exc).__name__}: {redact(str(exc), self._secrets())}",
                                       provider=self.name) from exc
         if response.status_code >= 400:
-            raise error_for_response(self.name, response, self._secrets())
+            raise self.error_for(response)
         try:
             return response.json()
         except ValueError:
@@ -213,6 +232,10 @@ class HttpProvider:
     async def post_json(self, url: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Any:
         log.debug("%s POST %s", self.name, url)
         return await self.send("POST", url, json=body, headers=dict(headers or self.headers()))
+
+    def error_for(self, response: httpx.Response) -> PixbotError:
+        """The error for an HTTP error status; adapters override it to read their error payloads."""
+        return error_for_response(self.name, response, self._secrets())
 
     def require_mapping(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):

@@ -1,0 +1,371 @@
+"""Artifact store: provider bytes saved unchanged beside a JSON sidecar, atomically; lookup by id.
+
+Layout (nanobot-compatible): ``<media root>/<saveDir>/<YYYY-MM-DD, UTC>/img_<12 hex>.<ext>`` plus
+``img_<12 hex>.json``. The sidecar is the commit point: it is written only after its image is
+complete on disk, so a sidecar always has its image. Temp files are dotfiles and never count as
+artifacts. No network, no chat types, no Pillow work on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from core.errors import ConfigError, InternalError, InvalidRequest
+from core.images import EXTENSIONS, validate_image
+from core.models import Artifact
+
+__all__ = ["ArtifactStore", "is_artifact_id", "new_artifact_id"]
+
+log = logging.getLogger(__name__)
+
+_SAVE_DIR_KEY = "tools.imageGeneration.saveDir"
+_ID = re.compile(r"img_[0-9a-f]{12}")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_SIDECAR = re.compile(r"(img_[0-9a-f]{12})\.json")
+_IMAGE = re.compile(r"(img_[0-9a-f]{12})\.(?:png|jpg|webp|gif)")
+_TEMP = re.compile(r"\.img_[0-9a-f]{12}\.(?:png|jpg|webp|gif|json)\.tmp-[0-9a-f]+")
+_ID_ATTEMPTS = 8
+
+
+def is_artifact_id(value: str) -> bool:
+    """``img_`` + 12 lowercase hex digits: the only form ever looked up on disk."""
+    return _ID.fullmatch(value) is not None
+
+
+def new_artifact_id() -> str:
+    """48 random bits from ``secrets``; the store checks for collisions before using one."""
+    return "img_" + secrets.token_hex(6)
+
+
+class ArtifactStore:
+    """Saves, finds and reads artifacts under ``<media_root>/<save_dir>``.
+
+    Safe to share between tasks: every file operation runs in a worker thread, and in-flight ids
+    are reserved under a lock so concurrent saves never pick the same id.
+    """
+
+    def __init__(
+        self, media_root: Path | str, save_dir: str = "generated", *, max_pixels: int = 40_000_000
+    ) -> None:
+        self._media_root = Path(media_root).expanduser().resolve()
+        self._root = _safe_root(self._media_root, save_dir)
+        self._max_pixels = max_pixels
+        self._lock = threading.Lock()
+        #: id → sidecar path, filled by saves and lookups (a cache, re-checked on use).
+        self._sidecars: dict[str, Path] = {}
+        #: ids of saves still being written: not yet visible, but taken.
+        self._reserved: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({str(self._root)!r})"
+
+    @property
+    def root(self) -> Path:
+        """The resolved artifact directory (``media_root / save_dir``); may not exist yet."""
+        return self._root
+
+    @property
+    def media_root(self) -> Path:
+        return self._media_root
+
+    async def save(
+        self,
+        data: bytes,
+        *,
+        prompt: str,
+        model: str,
+        provider: str,
+        source_images: Sequence[str] = (),
+        parent_id: str | None = None,
+        job_id: str | None = None,
+        chat: str | None = None,
+        applied: Mapping[str, Any] | None = None,
+        ignored: Mapping[str, str] | None = None,
+        created: datetime | None = None,
+    ) -> Artifact:
+        """Validate the bytes (BadImage if they are not a sound image), then store them unchanged."""
+        info = await asyncio.to_thread(validate_image, data, max_pixels=self._max_pixels)
+        when = created if created is not None else datetime.now(UTC)
+        if when.tzinfo is None:
+            raise ValueError("created must be timezone-aware")
+        when = when.astimezone(UTC)
+        draft = Artifact(
+            id="",
+            path="",
+            mime=info.mime,
+            prompt=prompt,
+            model=model,
+            provider=provider,
+            source_images=tuple(str(s) for s in source_images),
+            created_at=when.isoformat(),
+            parent_id=parent_id,
+            job_id=job_id,
+            chat=chat,
+            width=info.width,
+            height=info.height,
+            bytes=len(data),
+            applied=dict(applied or {}),
+            ignored={str(k): str(v) for k, v in (ignored or {}).items()},
+        )
+        try:
+            artifact = await asyncio.to_thread(self._write, data, draft, when.strftime("%Y-%m-%d"))
+        except OSError as exc:
+            raise InternalError("The image could not be stored. It has been logged; please try again.",
+                                detail=f"{type(exc).__name__}: {exc}") from exc
+        log.info("stored %s %s %dx%d %d bytes provider=%s job=%s chat=%s", artifact.id, artifact.mime,
+                 artifact.width, artifact.height, artifact.bytes, provider, job_id, chat)
+        return artifact
+
+    async def get(self, artifact_id: str) -> Artifact | None:
+        """The artifact with this id, or None (unknown, malformed, or its files are gone)."""
+        if not is_artifact_id(artifact_id):
+            return None
+        return await asyncio.to_thread(self._get, artifact_id)
+
+    async def read(self, artifact: Artifact | str) -> bytes:
+        """The stored bytes of an artifact (or of an artifact id), exactly as the provider sent them."""
+        if isinstance(artifact, str):
+            found = await self.get(artifact)
+            if found is None:
+                raise InvalidRequest("There is no stored image with that id.", detail=repr(artifact[:80]))
+            artifact = found
+        return await asyncio.to_thread(self._read, Path(artifact.path))
+
+    async def recent(self, limit: int = 20, *, chat: str | None = None) -> list[Artifact]:
+        """Newest first, read from the sidecars; only one chat's when ``chat`` is given."""
+        if limit <= 0:
+            return []
+        return await asyncio.to_thread(self._recent, limit, chat)
+
+    async def sweep_temp(self, older_than_s: float = 3600) -> int:
+        """Remove crash leftovers older than ``older_than_s``; returns how many files went.
+
+        That is temp files, and images whose sidecar never got written (a crash between the two
+        renames): such an image was never an artifact. ``older_than_s`` must exceed the longest
+        save, since another process may be mid-save.
+        """
+        if older_than_s < 0:
+            raise ValueError("older_than_s must not be negative")
+        return await asyncio.to_thread(self._sweep, time.time() - older_than_s)
+
+    def _write(self, data: bytes, draft: Artifact, day: str) -> Artifact:
+        day_dir = self._root / day
+        _make_dirs(day_dir)
+        if not day_dir.resolve().is_relative_to(self._root):
+            raise ConfigError(f"{_SAVE_DIR_KEY}: the folder {day_dir} leads outside the artifact directory.")
+        artifact_id = self._reserve_id()
+        try:
+            image = day_dir / f"{artifact_id}{EXTENSIONS[draft.mime]}"
+            sidecar = day_dir / f"{artifact_id}.json"
+            artifact = dataclasses.replace(draft, id=artifact_id, path=str(image))
+            text = json.dumps(artifact.to_sidecar(), indent=2, ensure_ascii=False, default=str) + "\n"
+            _atomic_write(image, data)
+            try:
+                _atomic_write(sidecar, text.encode("utf-8"))
+            except BaseException:
+                image.unlink(missing_ok=True)
+                raise
+            _fsync_dir(day_dir)
+            with self._lock:
+                self._sidecars[artifact_id] = sidecar
+            return artifact
+        finally:
+            with self._lock:
+                self._reserved.discard(artifact_id)
+
+    def _reserve_id(self) -> str:
+        for _ in range(_ID_ATTEMPTS):
+            candidate = new_artifact_id()
+            with self._lock:
+                if candidate in self._reserved or candidate in self._sidecars:
+                    continue
+                self._reserved.add(candidate)
+            if not self._taken(candidate):
+                return candidate
+            with self._lock:
+                self._reserved.discard(candidate)
+        raise InternalError("Could not pick a fresh image id.", detail=f"{_ID_ATTEMPTS} collisions in a row")
+
+    def _taken(self, artifact_id: str) -> bool:
+        """A sidecar or image (even an orphan) with this id in any day folder: 48 bits can collide."""
+        names = [f"{artifact_id}.json", *(artifact_id + ext for ext in EXTENSIONS.values())]
+        return any((day / name).exists() for day in self._days() for name in names)
+
+    def _days(self) -> list[Path]:
+        """Day folders, newest first."""
+        days = [e for e in _entries(self._root) if _DAY.fullmatch(e.name) and e.is_dir()]
+        return [self._root / e.name for e in sorted(days, key=lambda e: e.name, reverse=True)]
+
+    def _find(self, artifact_id: str) -> Path | None:
+        with self._lock:
+            cached = self._sidecars.get(artifact_id)
+        if cached is not None and cached.is_file():
+            return cached
+        for day in self._days():
+            sidecar = day / f"{artifact_id}.json"
+            if sidecar.is_file():
+                return sidecar
+        return None
+
+    def _get(self, artifact_id: str) -> Artifact | None:
+        sidecar = self._find(artifact_id)
+        artifact = _load(sidecar) if sidecar is not None else None
+        with self._lock:
+            if artifact is not None and sidecar is not None:
+                self._sidecars[artifact_id] = sidecar
+            else:
+                self._sidecars.pop(artifact_id, None)
+        return artifact
+
+    def _read(self, path: Path) -> bytes:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self._media_root):
+            raise InvalidRequest("That image is not in the bot's media folder.", detail=str(path))
+        try:
+            return resolved.read_bytes()
+        except FileNotFoundError as exc:
+            raise InvalidRequest("That image is no longer stored.", detail=str(path)) from exc
+
+    def _recent(self, limit: int, chat: str | None) -> list[Artifact]:
+        found: list[Artifact] = []
+        for day in self._days():
+            batch = [
+                artifact
+                for entry in _entries(day)
+                if _SIDECAR.fullmatch(entry.name)
+                and (artifact := _load(day / entry.name)) is not None
+                and (chat is None or artifact.chat == chat)
+            ]
+            batch.sort(key=lambda a: (_when(a.created_at), a.id), reverse=True)
+            found.extend(batch)
+            if len(found) >= limit:
+                break
+        return found[:limit]
+
+    def _sweep(self, cutoff: float) -> int:
+        removed = 0
+        with self._lock:
+            busy = set(self._reserved)
+        for day in self._days():
+            for entry in _entries(day):
+                orphan = _IMAGE.fullmatch(entry.name)
+                if orphan is not None:
+                    if orphan[1] in busy or (day / f"{orphan[1]}.json").exists():
+                        continue
+                elif not _TEMP.fullmatch(entry.name):
+                    continue
+                try:
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        if removed:
+            log.info("swept %d leftover file(s) under %s", removed, self._root)
+        return removed
+
+
+def _safe_root(media_root: Path, save_dir: str) -> Path:
+    """``media_root / save_dir`` resolved, refusing anything that could lead outside the media root."""
+    raw = save_dir.replace("\\", "/")
+    if PurePosixPath(raw).is_absolute() or PureWindowsPath(save_dir).drive or raw.startswith("~"):
+        raise ConfigError(f"{_SAVE_DIR_KEY} must be a folder name relative to the media directory, "
+                          f"not an absolute path (got {save_dir!r}).")
+    relative = raw.strip("/")
+    if not relative:
+        raise ConfigError(f"{_SAVE_DIR_KEY} must not be empty.")
+    if any(part in ("", ".", "..") for part in relative.split("/")):
+        raise ConfigError(f"{_SAVE_DIR_KEY} must be a plain relative path without '.', '..' or empty "
+                          f"parts (got {save_dir!r}).")
+    root = (media_root / relative).resolve()
+    if not root.is_relative_to(media_root):
+        raise ConfigError(f"{_SAVE_DIR_KEY} {save_dir!r} leads outside the media directory {media_root} "
+                          f"(through a symlink).")
+    return root
+
+
+def _load(sidecar: Path) -> Artifact | None:
+    """The artifact a sidecar describes, with ``path`` pointing at its image beside it; None if broken."""
+    try:
+        data = json.loads(sidecar.read_bytes())
+        if not isinstance(data, dict) or data.get("id") != sidecar.stem:
+            raise ValueError("id does not match the file name")
+        artifact = Artifact.from_sidecar(data)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("skipping unreadable sidecar %s: %s", sidecar, exc)
+        return None
+    ext = EXTENSIONS.get(artifact.mime)
+    image = sidecar.with_name(artifact.id + ext) if ext else None
+    if image is None or not image.is_file():
+        log.warning("sidecar %s has no image beside it", sidecar)
+        return None
+    return dataclasses.replace(artifact, path=str(image))
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """A folder's entries; none when it is missing (or was removed while we looked)."""
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _when(created_at: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(created_at)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a dot-named temp file in the same folder, fsync, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _make_dirs(path: Path) -> None:
+    """``mkdir -p``, then fsync the parent of every folder created so the new entries survive a crash."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(created.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames in ``path`` durable. Windows cannot open folders; there NTFS journals metadata."""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

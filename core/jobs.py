@@ -1,0 +1,239 @@
+"""Job ledger: each job's lifecycle (queued → generating → stored → delivered | failed), restart recovery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from core.state import Database, utc_timestamp
+
+__all__ = ["TERMINAL", "JobLedger", "JobRecord", "JobStatus"]
+
+log = logging.getLogger(__name__)
+
+JobStatus = Literal["queued", "generating", "stored", "delivered", "failed"]
+TERMINAL: Final = frozenset({"delivered", "failed"})
+
+# A stored job whose delivery failed stays "stored" so it can be retried; giving up on it is an
+# explicit stored -> failed with an error.
+_NEXT: Final[dict[str, frozenset[str]]] = {
+    "queued": frozenset({"generating", "failed"}),
+    "generating": frozenset({"stored", "failed"}),
+    "stored": frozenset({"delivered", "failed"}),
+    "delivered": frozenset(),
+    "failed": frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    chat_key: str
+    user_key: str | None
+    status: str
+    prompt: str
+    requested: int
+    #: Front-end data needed to deliver after a restart (reply-to message id, interaction token…).
+    origin: dict[str, Any]
+    artifact_ids: tuple[str, ...]
+    error: str | None
+    created_at: str
+    updated_at: str
+    #: The request as JSON, enough to run it again ("Again" button, retry after restart).
+    request: dict[str, Any]
+
+    @property
+    def platform(self) -> str:
+        return self.chat_key.partition(":")[0]
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        chat_key=row["chat_key"],
+        user_key=row["user_key"],
+        status=row["status"],
+        prompt=row["prompt"],
+        requested=int(row["requested"]),
+        origin=json.loads(row["origin"]),
+        artifact_ids=tuple(json.loads(row["artifact_ids"])),
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        request=json.loads(row["request"]),
+    )
+
+
+def _fetch(conn: sqlite3.Connection, job_id: str) -> JobRecord:
+    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise KeyError(f"unknown job {job_id!r}")
+    return _record(row)
+
+
+def _merge(old: Sequence[str], new: Sequence[str]) -> tuple[str, ...]:
+    """Append new ids in order, each once."""
+    return tuple(dict.fromkeys([*old, *new]))
+
+
+def _write(
+    conn: sqlite3.Connection, job_id: str, status: str, ids: Sequence[str], error: str | None
+) -> JobRecord:
+    conn.execute(
+        "UPDATE jobs SET status = ?, artifact_ids = ?, error = ?, updated_at = ? WHERE id = ?",
+        (status, json.dumps(list(ids)), error, utc_timestamp(), job_id),
+    )
+    return _fetch(conn, job_id)
+
+
+def _select(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[JobRecord]:
+    return [_record(row) for row in conn.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params)]
+
+
+def _log_change(job: JobRecord, old: str) -> None:
+    log.info("job %s %s->%s chat=%s", job.id, old, job.status, job.chat_key)
+
+
+class JobLedger:
+    """The durable record of each job, so nothing is silently lost across a crash or restart.
+
+    The service advances a job as it goes; the front-end marks it delivered once the platform
+    message ids are recorded. On start-up, ``fail_interrupted`` settles what a restart cut short and
+    ``pending_delivery`` lists what still has to reach its chat.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self,
+        *,
+        chat_key: str,
+        user_key: str | None,
+        prompt: str,
+        requested: int,
+        request: Mapping[str, Any],
+        origin: Mapping[str, Any] | None = None,
+    ) -> JobRecord:
+        """Record a new job as "queued". ``request`` and ``origin`` must be JSON-serialisable."""
+        job_id = f"job_{secrets.token_hex(6)}"
+        request_json = json.dumps(dict(request), ensure_ascii=False)
+        origin_json = json.dumps(dict(origin or {}), ensure_ascii=False)
+        now = utc_timestamp()
+
+        def tx(conn: sqlite3.Connection) -> JobRecord:
+            conn.execute(
+                "INSERT INTO jobs (id, chat_key, user_key, status, prompt, requested, request, origin, "
+                "artifact_ids, error, created_at, updated_at) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, '[]', NULL, ?, ?)",
+                (job_id, chat_key, user_key, prompt, requested, request_json, origin_json, now, now),
+            )
+            return _fetch(conn, job_id)
+
+        job = await self._db.run(tx)
+        log.info("job %s new->queued chat=%s", job.id, job.chat_key)
+        log.debug("job %s prompt=%.200r", job.id, prompt)
+        return job
+
+    async def advance(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        error: str | None = None,
+        artifact_ids: Sequence[str] | None = None,
+    ) -> JobRecord:
+        """Move a job to ``status``; ``artifact_ids`` are merged in, ``error`` replaces the old one.
+
+        Advancing to the status a job already has is a no-op apart from merging ids/error. Illegal
+        moves (backwards, out of a terminal state, to "stored" with no artifacts, stored -> failed
+        without an error) raise ValueError; an unknown job raises KeyError.
+        """
+        if status not in _NEXT:
+            raise ValueError(f"unknown job status {status!r}")
+        new_ids = tuple(artifact_ids or ())
+
+        def tx(conn: sqlite3.Connection) -> tuple[str, JobRecord]:
+            job = _fetch(conn, job_id)
+            ids = _merge(job.artifact_ids, new_ids)
+            new_error = error if error is not None else job.error
+            if status == job.status:
+                if ids == job.artifact_ids and new_error == job.error:
+                    return job.status, job
+                return job.status, _write(conn, job_id, status, ids, new_error)
+            if status not in _NEXT[job.status]:
+                raise ValueError(f"job {job_id}: illegal transition {job.status}->{status}")
+            if job.status == "stored" and status == "failed" and not error:
+                raise ValueError(f"job {job_id}: giving up on a stored job needs an error")
+            if status == "stored" and not ids:
+                raise ValueError(f"job {job_id}: cannot be stored without artifacts")
+            return job.status, _write(conn, job_id, status, ids, new_error)
+
+        old, job = await self._db.run(tx)
+        if old != job.status:
+            _log_change(job, old)
+        return job
+
+    async def add_artifacts(self, job_id: str, artifact_ids: Sequence[str]) -> None:
+        """Attach images as they arrive, so a crash mid-job still leaves them deliverable."""
+        if not artifact_ids:
+            return
+
+        def tx(conn: sqlite3.Connection) -> None:
+            job = _fetch(conn, job_id)
+            if job.status in TERMINAL:
+                raise ValueError(f"job {job_id} is already {job.status}")
+            _write(conn, job_id, job.status, _merge(job.artifact_ids, artifact_ids), job.error)
+
+        await self._db.run(tx)
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        def tx(conn: sqlite3.Connection) -> JobRecord | None:
+            row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._db.run(tx, write=False)
+
+    async def pending_delivery(self, platform: str | None = None) -> list[JobRecord]:
+        """Stored but not delivered, oldest first; ``platform`` keeps chats keyed ``"<platform>:…"``."""
+        if platform is None:
+            return await self._db.run(lambda conn: _select(conn, "status = 'stored'", ()), write=False)
+        prefix = f"{platform}:"
+        return await self._db.run(
+            lambda conn: _select(
+                conn, "status = 'stored' AND substr(chat_key, 1, ?) = ?", (len(prefix), prefix)
+            ),
+            write=False,
+        )
+
+    async def interrupted(self) -> list[JobRecord]:
+        """Jobs still queued or generating: after a restart, nobody is working on them any more."""
+        return await self._db.run(
+            lambda conn: _select(conn, "status IN ('queued', 'generating')", ()), write=False
+        )
+
+    async def fail_interrupted(self, reason: str = "interrupted by a restart") -> list[JobRecord]:
+        """Settle interrupted jobs: "failed" with ``reason``, or "stored" if images already arrived.
+
+        Call it once at start-up, before any new job begins. Returns the updated records.
+        """
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[str, JobRecord]]:
+            settled = []
+            for job in _select(conn, "status IN ('queued', 'generating')", ()):
+                if job.artifact_ids:
+                    updated = _write(conn, job.id, "stored", job.artifact_ids, job.error)
+                else:
+                    updated = _write(conn, job.id, "failed", job.artifact_ids, reason)
+                settled.append((job.status, updated))
+            return settled
+
+        settled = await self._db.run(tx)
+        for old, job in settled:
+            _log_change(job, old)
+        return [job for _, job in settled]

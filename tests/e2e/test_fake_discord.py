@@ -1,0 +1,289 @@
+"""The unmodified discord.py client against tests/fakes/fake_discord.py: login, gateway, commands, uploads."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import aiohttp
+import discord
+import pytest
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+
+from tests.fakes.fake_discord import MIB, FakeDiscord
+from tests.fakes.logcheck import assert_no_error_logs
+from tests.images import png_bytes
+
+PNG = png_bytes(64, 48)
+_GUILD_MESSAGES, _MESSAGE_CONTENT = 1 << 9, 1 << 15
+
+
+class AgainButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"again:(?P<artifact>\w+)"):
+    """A button whose state lives in its custom id, so any later client process can handle it."""
+
+    def __init__(self, artifact: str) -> None:
+        super().__init__(discord.ui.Button(label="Again", custom_id=f"again:{artifact}"))
+        self.artifact = artifact
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button[discord.ui.View], match: re.Match[str]
+    ) -> AgainButton:
+        return cls(match["artifact"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"again {self.artifact} for {interaction.user.name}")
+
+
+class PromptModal(discord.ui.Modal, title="Edit image"):
+    prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(label="Prompt", custom_id="prompt")
+
+    def __init__(self, target_id: int) -> None:
+        super().__init__(custom_id="edit-modal")
+        self.target_id = target_id
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"editing {self.target_id}: {self.prompt.value}")
+
+
+def _commands() -> list[app_commands.Command[None, ..., None] | app_commands.ContextMenu]:
+    """Fresh command objects per client: each exercises one wire path the real front-end will use."""
+
+    @app_commands.command()
+    async def draw(interaction: discord.Interaction, prompt: str) -> None:
+        """Defer, then deliver the image by editing the original response."""
+        await interaction.response.defer(thinking=True)
+        view = discord.ui.View(timeout=None).add_item(AgainButton("a1"))
+        await interaction.edit_original_response(
+            content=f"drew {prompt}", attachments=[discord.File(io.BytesIO(PNG), "image.png")], view=view)
+
+    @app_commands.command()
+    async def describe(interaction: discord.Interaction, image: discord.Attachment) -> None:
+        """Download an attachment option from the CDN."""
+        data = await image.read()
+        await interaction.response.send_message(
+            f"{image.filename} {len(data)} {image.content_type} {image.width}x{image.height} {data == PNG}")
+
+    @app_commands.command()
+    async def secret(interaction: discord.Interaction) -> None:
+        """Answer only the caller."""
+        await interaction.response.send_message("only you", ephemeral=True)
+
+    @app_commands.command()
+    async def big(interaction: discord.Interaction) -> None:
+        """Upload one byte over the interaction's limit and report what Discord said."""
+        await interaction.response.defer()
+        blob = discord.File(io.BytesIO(bytes(interaction.filesize_limit + 1)), "big.bin")
+        try:
+            await interaction.edit_original_response(attachments=[blob])
+        except discord.HTTPException as exc:
+            await interaction.edit_original_response(content=f"too big: {exc.status} {exc.code}")
+
+    @app_commands.context_menu(name="Edit image")
+    async def edit_image(interaction: discord.Interaction, message: discord.Message) -> None:
+        await interaction.response.send_modal(PromptModal(message.id))
+
+    return [draw, describe, secret, big, edit_image]
+
+
+class TinyBot(discord.Client):
+    """Just enough bot for the tests: guild commands, a dynamic button, a reply gesture."""
+
+    def __init__(self, guild_id: str, *, sync: bool) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        super().__init__(intents=intents, guild_ready_timeout=0.05)
+        self.guild = discord.Object(int(guild_id))
+        self.sync = sync
+        self.tree = app_commands.CommandTree(self)
+        for command in _commands():
+            self.tree.add_command(command, guild=self.guild)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(AgainButton)
+        if self.sync:
+            await self.tree.sync(guild=self.guild)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Reply gesture: a reply mentioning the bot names the image it replies to."""
+        if message.author.bot or self.user not in message.mentions or message.reference is None:
+            return
+        ref = message.reference.resolved
+        if not isinstance(ref, discord.Message):
+            assert message.reference.message_id is not None
+            ref = await message.channel.fetch_message(message.reference.message_id)
+        await message.reply(f"ref {ref.id} {ref.attachments[0].filename}", mention_author=False)
+
+
+StartBot = Callable[..., Awaitable[TinyBot]]
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_discord_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    yield
+    assert_no_error_logs(caplog, "discord")
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
+    server = FakeDiscord()
+    await server.start()
+    monkeypatch.setattr(discord.http.Route, "BASE", server.api_base)
+    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(server.gateway_url))
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bots(fake: FakeDiscord) -> AsyncIterator[dict[TinyBot, asyncio.Task[None]]]:
+    running: dict[TinyBot, asyncio.Task[None]] = {}
+    yield running
+    for client, task in running.items():
+        await client.close()
+        await task
+
+
+@pytest.fixture
+def start_bot(fake: FakeDiscord, bots: dict[TinyBot, asyncio.Task[None]]) -> StartBot:
+    async def start(*, sync: bool = True) -> TinyBot:
+        client = TinyBot(fake.guild_id, sync=sync)
+        await client.login(fake.token)
+        bots[client] = asyncio.create_task(client.connect(reconnect=False))
+        await asyncio.wait_for(client.wait_until_ready(), 5)
+        return client
+
+    return start
+
+
+async def stop_bot(client: TinyBot, bots: dict[TinyBot, asyncio.Task[None]]) -> None:
+    await client.close()
+    await bots.pop(client)
+
+
+async def test_login_identify_and_guild_sync(fake: FakeDiscord, start_bot: StartBot) -> None:
+    client = await start_bot()
+    (identify,) = fake.identifies
+    assert identify["intents"] & _GUILD_MESSAGES and identify["intents"] & _MESSAGE_CONTENT
+    (put,) = fake.calls_matching("PUT", rf"/applications/{fake.app_id}/guilds/{fake.guild_id}/commands$")
+    assert {c["name"] for c in put.json} == {"draw", "describe", "secret", "big", "Edit image"}
+    menu = next(c for c in fake.guild_commands[fake.guild_id].values() if c["type"] == 3)
+    assert menu["description"] == ""
+    guild = client.get_guild(int(fake.guild_id))
+    assert guild is not None and guild.premium_tier == 0 and guild.filesize_limit == 10 * MIB
+    assert guild.me.name == "pixbot" and guild.member_count == 3  # others only with the presences intent
+    assert client.user is not None and client.user.id == int(fake.app_id)
+    with pytest.raises(LookupError):
+        await fake.invoke_slash(fake.alice, "never-synced")
+
+
+async def test_slash_defers_then_edits_original_with_file(fake: FakeDiscord, start_bot: StartBot) -> None:
+    await start_bot()
+    rec = await fake.invoke_slash(fake.alice, "draw", prompt="a cat")
+    original = await fake.wait_for(lambda: rec.original if rec.original and rec.original["attachments"] else None)
+    (callback,) = fake.calls_matching("POST", rf"/interactions/{rec.id}/")
+    assert callback.json == {"type": 5} and callback.query["with_response"] == "1"
+    (patch,) = await fake.wait_for("PATCH /webhooks/.*/messages/@original")
+    assert [f.filename for f in patch.files] == ["image.png"]
+    (attachment,) = original["attachments"]
+    assert (attachment["content_type"], attachment["width"], attachment["height"]) == ("image/png", 64, 48)
+    assert fake.cdn_bytes(attachment["url"]) == PNG
+    assert original["content"] == "drew a cat" and not original["flags"] & 128  # no longer "thinking…"
+    assert original in fake.messages()
+
+
+async def test_attachment_option_is_downloaded_from_the_cdn(fake: FakeDiscord, start_bot: StartBot) -> None:
+    await start_bot()
+    rec = await fake.invoke_slash(fake.alice, "describe", image=("cat.png", PNG))
+    original = await fake.wait_for(lambda: rec.original)
+    assert original["content"] == f"cat.png {len(PNG)} image/png 64x48 True"
+    assert fake.calls_matching("GET", r"^/attachments/.*/cat\.png$")
+
+
+async def test_ephemeral_response_is_flagged_and_not_in_history(fake: FakeDiscord, start_bot: StartBot) -> None:
+    await start_bot()
+    rec = await fake.invoke_slash(fake.bob, "secret")
+    original = await fake.wait_for(lambda: rec.original)
+    assert rec.ephemeral and original["flags"] & 64 and original["content"] == "only you"
+    assert original not in fake.messages()
+
+
+async def test_message_context_menu_opens_modal_and_submit_is_answered(
+    fake: FakeDiscord, start_bot: StartBot
+) -> None:
+    await start_bot()
+    target = await fake.send_user_message(fake.alice, "look", files=[("cat.png", PNG)])
+    opened = await fake.invoke_message_command(fake.alice, "Edit image", target)
+    modal = await fake.wait_for(lambda: opened.modal)
+    assert opened.response_type == 9 and modal["custom_id"] == "edit-modal"
+    submitted = await fake.submit_modal(fake.alice, "edit-modal", {"prompt": "make it blue"})
+    answer = await fake.wait_for(lambda: submitted.original)
+    assert answer["content"] == f"editing {target['id']}: make it blue"
+
+
+async def test_dynamic_button_is_handled_after_a_client_restart(
+    fake: FakeDiscord, start_bot: StartBot, bots: dict[TinyBot, asyncio.Task[None]]
+) -> None:
+    first = await start_bot()
+    drawn = await fake.invoke_slash(fake.alice, "draw", prompt="a fox")
+    result = await fake.wait_for(lambda: drawn.original if drawn.original and drawn.original["components"] else None)
+    await stop_bot(first, bots)
+    await start_bot(sync=False)
+    assert len(fake.identifies) == 2 and len(fake.calls_matching("PUT")) == 1
+    with pytest.raises(LookupError):
+        await fake.click_button(fake.bob, result, "again:nope")
+    click = await fake.click_button(fake.bob, result, "again:a1")
+    answer = await fake.wait_for(lambda: click.original)
+    assert answer["content"] == "again a1 for bob"
+
+
+async def test_reply_resolves_the_reference_or_fetches_it(fake: FakeDiscord, start_bot: StartBot) -> None:
+    client = await start_bot()
+    assert client.user is not None
+    image = await fake.send_user_message(fake.bob, "", files=[("old.png", PNG)], dispatch=False)  # not cached
+    mention = f"<@{fake.app_id}> grey please"
+    for include_referenced, count in ((True, 1), (False, 2)):
+        sent = await fake.send_user_message(fake.alice, mention, reply_to=image, include_referenced=include_referenced)
+        replies = await fake.wait_for(r"POST /channels/\d+/messages$", count=count)
+        assert replies[-1].json["message_reference"]["message_id"] == int(sent["id"])
+        assert fake.messages()[-1]["content"] == f"ref {image['id']} old.png"
+        assert fake.messages()[-1]["type"] == 19
+    (fetch,) = fake.calls_matching("GET", rf"/channels/{fake.channel_id}/messages/{image['id']}$")
+    assert fetch.status == 200
+
+
+async def test_uploads_over_the_limit_get_413(fake: FakeDiscord, start_bot: StartBot) -> None:
+    client = await start_bot()
+    channel = client.get_channel(int(fake.channel_id))
+    assert isinstance(channel, discord.TextChannel)
+    with pytest.raises(discord.HTTPException) as caught:
+        await channel.send(file=discord.File(io.BytesIO(bytes(10 * MIB + 1)), "big.bin"))
+    assert (caught.value.status, caught.value.code) == (413, 40005)
+    rec = await fake.invoke_slash(fake.alice, "big", attachment_size_limit=MIB)
+    answer = await fake.wait_for(lambda: rec.original if rec.original and rec.original["content"] else None)
+    assert answer["content"] == "too big: 413 40005" and answer["attachments"] == []
+
+
+async def test_faults_double_ack_expiry_and_unknown_routes(fake: FakeDiscord, start_bot: StartBot) -> None:
+    client = await start_bot()
+    channel = client.get_channel(int(fake.channel_id))
+    assert isinstance(channel, discord.TextChannel)
+    fake.fail_next("POST", r"/channels/\d+/messages$", 403, {"message": "Missing Permissions", "code": 50013})
+    with pytest.raises(discord.Forbidden) as caught:
+        await channel.send("hello")
+    assert caught.value.code == 50013
+    assert (await channel.send("hello again")).content == "hello again"
+
+    rec = await fake.invoke_slash(fake.alice, "secret")
+    await fake.wait_for(lambda: rec.acked)
+    async with aiohttp.ClientSession(fake.api_base + "/") as http:
+        again = await http.post(f"interactions/{rec.id}/{rec.token}/callback", json={"type": 5})
+        assert again.status == 400 and (await again.json())["code"] == 40060
+        fake.expire(rec)
+        late = await http.patch(f"webhooks/{fake.app_id}/{rec.token}/messages/@original", json={"content": "x"})
+        assert late.status == 401 and (await late.json())["code"] == 50027
+        unknown = await http.get("no/such/route")
+        assert unknown.status == 404 and unknown.headers["Content-Type"] == "application/json"

@@ -1,0 +1,88 @@
+"""Request validation and mapping onto capabilities."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.capabilities import Wanted, plan_for, validate_count, validate_prompt, validate_ratio, validate_size
+from core.errors import InvalidRequest, Unsupported
+from core.provider import Capabilities
+
+
+def test_prompt_bounds() -> None:
+    assert validate_prompt("  a fox \x00\x07 ", 4000) == "a fox"
+    assert validate_prompt("x" * 4000, 4000) == "x" * 4000
+    with pytest.raises(InvalidRequest, match="4001 characters; the limit is 4000"):
+        validate_prompt("x" * 4001, 4000)
+    for empty in ("", "   ", "\x00\x01"):
+        with pytest.raises(InvalidRequest, match="prompt is empty"):
+            validate_prompt(empty, 4000)
+    assert validate_prompt("مرحبا بالعالم\n", 20) == "مرحبا بالعالم"
+
+
+def test_count_bounds() -> None:
+    assert validate_count(4, 4) == 4
+    for bad in (0, 5, 99, -1):
+        with pytest.raises(InvalidRequest, match="1 to 4 images"):
+            validate_count(bad, 4)
+
+
+@pytest.mark.parametrize("value", ["0:1", "1:0", "wide", "16/9", "-1:2", "100:1", ""])
+def test_bad_ratios(value: str) -> None:
+    with pytest.raises(InvalidRequest):
+        validate_ratio(value)
+
+
+def test_ratio_normalised() -> None:
+    assert validate_ratio(" 16 : 9 ") == "16:9"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1k", "1K"), ("4K", "4K"), ("1024X1536", "1024x1536"),
+                                                 ("auto", "auto"), ("512", "512")])
+def test_good_sizes(value: str, expected: str) -> None:
+    assert validate_size(value) == expected
+
+
+@pytest.mark.parametrize("value", ["99999x1", "10x10", "9K", "huge", "1024x"])
+def test_bad_sizes(value: str) -> None:
+    with pytest.raises(InvalidRequest):
+        validate_size(value)
+
+
+MINIMAX_LIKE = Capabilities(ratios=frozenset({"1:1", "16:9"}), sizes=frozenset(), max_references=2,
+                            ratio_fallback="1:1")
+
+
+def test_explicit_unsupported_settings_are_reported() -> None:
+    plan = plan_for("minimax", "image-01", MINIMAX_LIKE,
+                    Wanted("5:4", "4K", 2, 0, ratio_explicit=True, size_explicit=True))
+    assert plan.aspect_ratio is None and plan.size is None
+    assert plan.report.ignored == {
+        "aspect_ratio": "aspect ratio 5:4 is not supported by image-01; used 1:1",
+        "size": "size 4K is not supported by image-01; used the model's default",
+    }
+    assert plan.report.applied == {"count": 2}
+
+
+def test_defaults_a_model_cannot_use_are_dropped_quietly() -> None:
+    plan = plan_for("minimax", "image-01", MINIMAX_LIKE, Wanted("5:4", "1K", 1, 0))
+    assert plan.report.ignored == {}
+    assert plan.size is None
+
+
+def test_references_beyond_the_limit_are_reported_and_none_allowed_is_unsupported() -> None:
+    plan = plan_for("minimax", "image-01", MINIMAX_LIKE, Wanted("1:1", None, 1, 3))
+    assert plan.references == 2
+    assert "at most 2 reference images" in plan.report.ignored["references"]
+    with pytest.raises(Unsupported, match="cannot edit images"):
+        plan_for("zhipu", "glm-image", Capabilities(), Wanted("1:1", None, 1, 1))
+
+
+def test_explicit_ratio_beats_a_default_size_that_would_override_it() -> None:
+    custom = Capabilities(ratios=frozenset({"1:1", "16:9"}), size_overrides_ratio=True, max_references=4)
+    plan = plan_for("custom", "m", custom, Wanted("16:9", "1K", 1, 0, ratio_explicit=True))
+    assert (plan.aspect_ratio, plan.size) == ("16:9", None)
+    plan = plan_for("custom", "m", custom, Wanted("1:1", "1K", 1, 0))
+    assert (plan.aspect_ratio, plan.size) == ("1:1", "1K")
+    plan = plan_for("custom", "m", custom, Wanted("16:9", "2K", 1, 0, ratio_explicit=True, size_explicit=True))
+    assert plan.size == "2K"

@@ -1,0 +1,212 @@
+"""JobLedger: legal and illegal transitions, delivery backlog, restart recovery."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from core import jobs as jobs_module
+from core.jobs import JobLedger, JobRecord, JobStatus
+from core.state import Database, open_database
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "pixbot.db"
+
+
+@pytest.fixture
+async def db(db_path: Path) -> AsyncIterator[Database]:
+    async with open_database(db_path) as database:
+        yield database
+
+
+@pytest.fixture
+def ledger(db: Database) -> JobLedger:
+    return JobLedger(db)
+
+
+async def new_job(ledger: JobLedger, chat_key: str = "telegram:1", prompt: str = "a fox") -> JobRecord:
+    return await ledger.create(
+        chat_key=chat_key, user_key="telegram:u", prompt=prompt, requested=2,
+        request={"prompt": prompt, "count": 2, "aspect_ratio": "16:9"}, origin={"reply_to": 42},
+    )
+
+
+async def job_in(ledger: JobLedger, status: str, chat_key: str = "telegram:1") -> JobRecord:
+    job = await new_job(ledger, chat_key)
+    paths: dict[str, list[JobStatus]] = {
+        "queued": [], "generating": ["generating"], "stored": ["generating", "stored"],
+        "delivered": ["generating", "stored", "delivered"], "failed": ["failed"],
+    }
+    for step in paths[status]:
+        job = await ledger.advance(job.id, step, artifact_ids=["a1"] if step == "stored" else None)
+    assert job.status == status
+    return job
+
+
+def test_transition_table_covers_every_status() -> None:
+    assert set(jobs_module._NEXT) == set(get_args(JobStatus))
+
+
+async def test_create_records_a_queued_job(ledger: JobLedger) -> None:
+    job = await new_job(ledger, prompt="ünïcode fox")
+    assert re.fullmatch(r"job_[0-9a-f]{12}", job.id)
+    assert (job.status, job.chat_key, job.user_key) == ("queued", "telegram:1", "telegram:u")
+    assert job.requested == 2
+    assert job.request == {"prompt": "ünïcode fox", "count": 2, "aspect_ratio": "16:9"}
+    assert job.origin == {"reply_to": 42}
+    assert (job.artifact_ids, job.error, job.platform) == ((), None, "telegram")
+    assert job.created_at.endswith("+00:00")
+    assert await ledger.get(job.id) == job
+
+
+async def test_create_without_origin_and_unknown_get(ledger: JobLedger) -> None:
+    job = await ledger.create(chat_key="cli:x", user_key=None, prompt="p", requested=1, request={})
+    assert job.origin == {} and job.user_key is None
+    assert await ledger.get("job_000000000000") is None
+
+
+async def test_request_must_be_json(ledger: JobLedger) -> None:
+    with pytest.raises(TypeError):
+        await ledger.create(
+            chat_key="cli:x", user_key=None, prompt="p", requested=1, request={"data": b"\x89"}
+        )
+
+
+async def test_happy_path_to_delivered(ledger: JobLedger, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="core.jobs")
+    job = await new_job(ledger)
+    await ledger.advance(job.id, "generating")
+    await ledger.add_artifacts(job.id, ["a1"])
+    await ledger.add_artifacts(job.id, ["a1", "a2"])
+    stored = await ledger.advance(job.id, "stored", artifact_ids=["a2", "a3"])
+    assert stored.artifact_ids == ("a1", "a2", "a3")
+    delivered = await ledger.advance(job.id, "delivered")
+    assert delivered.status == "delivered" and delivered.artifact_ids == ("a1", "a2", "a3")
+    assert delivered.updated_at >= job.updated_at
+    changes = [r.getMessage() for r in caplog.records if "->" in r.getMessage()]
+    assert changes == [
+        f"job {job.id} new->queued chat=telegram:1",
+        f"job {job.id} queued->generating chat=telegram:1",
+        f"job {job.id} generating->stored chat=telegram:1",
+        f"job {job.id} stored->delivered chat=telegram:1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "target"),
+    [("queued", "stored"), ("queued", "delivered"), ("generating", "queued"), ("generating", "delivered"),
+     ("stored", "generating"), ("stored", "queued"), ("delivered", "failed"), ("delivered", "stored"),
+     ("failed", "generating"), ("failed", "delivered")],
+)
+async def test_illegal_transitions_raise(ledger: JobLedger, start: str, target: JobStatus) -> None:
+    job = await job_in(ledger, start)
+    with pytest.raises(ValueError, match="illegal transition"):
+        await ledger.advance(job.id, target, artifact_ids=["a9"], error="x")
+    assert (await ledger.get(job.id)) == job
+
+
+@pytest.mark.parametrize(
+    ("start", "target"), [("queued", "failed"), ("generating", "failed"), ("stored", "failed")]
+)
+async def test_failing_from_any_live_state_with_an_error(
+    ledger: JobLedger, start: str, target: JobStatus
+) -> None:
+    job = await job_in(ledger, start)
+    failed = await ledger.advance(job.id, target, error="provider timed out")
+    assert (failed.status, failed.error) == ("failed", "provider timed out")
+
+
+async def test_same_status_is_idempotent(ledger: JobLedger, caplog: pytest.LogCaptureFixture) -> None:
+    job = await job_in(ledger, "generating")
+    caplog.set_level(logging.INFO, logger="core.jobs")
+    again = await ledger.advance(job.id, "generating")
+    assert again == job
+    merged = await ledger.advance(job.id, "generating", artifact_ids=["a1"])
+    assert merged.status == "generating" and merged.artifact_ids == ("a1",)
+    assert not [r for r in caplog.records if "->" in r.getMessage()]
+
+
+async def test_stored_needs_artifacts(ledger: JobLedger) -> None:
+    job = await job_in(ledger, "generating")
+    with pytest.raises(ValueError, match="without artifacts"):
+        await ledger.advance(job.id, "stored")
+
+
+async def test_giving_up_on_a_stored_job_needs_an_error(ledger: JobLedger) -> None:
+    job = await job_in(ledger, "stored")
+    with pytest.raises(ValueError, match="needs an error"):
+        await ledger.advance(job.id, "failed")
+    assert (await ledger.get(job.id)).status == "stored"  # type: ignore[union-attr]
+
+
+async def test_unknown_job_and_status(ledger: JobLedger) -> None:
+    with pytest.raises(KeyError):
+        await ledger.advance("job_nope", "generating")
+    with pytest.raises(KeyError):
+        await ledger.add_artifacts("job_nope", ["a1"])
+    job = await new_job(ledger)
+    with pytest.raises(ValueError, match="unknown job status"):
+        await ledger.advance(job.id, "done")  # type: ignore[arg-type]
+
+
+async def test_no_artifacts_added_to_a_finished_job(ledger: JobLedger) -> None:
+    job = await job_in(ledger, "failed")
+    with pytest.raises(ValueError, match="already failed"):
+        await ledger.add_artifacts(job.id, ["a1"])
+
+
+async def test_pending_delivery_lists_stored_jobs_oldest_first_by_platform(ledger: JobLedger) -> None:
+    tg_old = await job_in(ledger, "stored", "telegram:1")
+    await job_in(ledger, "delivered", "telegram:1")
+    await job_in(ledger, "generating", "telegram:2")
+    dc = await job_in(ledger, "stored", "discord:7")
+    tg_new = await job_in(ledger, "stored", "telegram:3")
+    lookalike = await job_in(ledger, "stored", "telegramx:1")
+
+    assert [j.id for j in await ledger.pending_delivery()] == [tg_old.id, dc.id, tg_new.id, lookalike.id]
+    assert [j.id for j in await ledger.pending_delivery("telegram")] == [tg_old.id, tg_new.id]
+    assert [j.id for j in await ledger.pending_delivery("discord")] == [dc.id]
+    assert await ledger.pending_delivery("api") == []
+
+
+async def test_fail_interrupted_with_and_without_artifacts(ledger: JobLedger) -> None:
+    queued = await job_in(ledger, "queued")
+    bare = await job_in(ledger, "generating")
+    partial = await job_in(ledger, "generating", "discord:7")
+    await ledger.add_artifacts(partial.id, ["p1"])
+    done = await job_in(ledger, "delivered")
+
+    assert {j.id for j in await ledger.interrupted()} == {queued.id, bare.id, partial.id}
+    settled = {j.id: j for j in await ledger.fail_interrupted()}
+    assert set(settled) == {queued.id, bare.id, partial.id}
+    assert (settled[queued.id].status, settled[queued.id].error) == ("failed", "interrupted by a restart")
+    assert settled[bare.id].status == "failed"
+    assert (settled[partial.id].status, settled[partial.id].artifact_ids) == ("stored", ("p1",))
+    assert await ledger.interrupted() == []
+    assert [j.id for j in await ledger.pending_delivery()] == [partial.id]
+    assert await ledger.get(done.id) == done
+    assert await ledger.fail_interrupted("again") == []
+
+
+async def test_ledger_survives_a_restart(db_path: Path) -> None:
+    async with open_database(db_path) as first:
+        ledger = JobLedger(first)
+        running = await job_in(ledger, "generating")
+        await ledger.add_artifacts(running.id, ["a1", "a2"])
+        stored = await job_in(ledger, "stored", "discord:7")
+
+    async with open_database(db_path) as second:
+        ledger = JobLedger(second)
+        assert [j.id for j in await ledger.interrupted()] == [running.id]
+        recovered = await ledger.fail_interrupted("restart")
+        assert [(j.id, j.status, j.artifact_ids) for j in recovered] == [(running.id, "stored", ("a1", "a2"))]
+        pending = await ledger.pending_delivery()
+        assert [j.id for j in pending] == [running.id, stored.id]  # by creation
+        assert pending[1].request == stored.request and pending[1].origin == {"reply_to": 42}

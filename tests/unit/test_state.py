@@ -1,0 +1,324 @@
+"""ChatState and Database: settings, last image, message map, history, quotas, durability, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from core.errors import InternalError, InvalidRequest
+from core.models import Artifact
+from core.state import ChatSettings, ChatState, Database, HistoryEntry, open_database
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = date(2025, 3, 1)
+
+
+def artifact(artifact_id: str, *, prompt: str = "a fox", job_id: str | None = "job_1") -> Artifact:
+    return Artifact(
+        id=artifact_id,
+        path=f"/media/{artifact_id}.png",
+        mime="image/png",
+        prompt=prompt,
+        model="m",
+        provider="p",
+        source_images=(),
+        created_at=f"2025-03-01T12:00:00.{len(artifact_id):03d}+00:00",
+        job_id=job_id,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "pixbot.db"  # "data" does not exist yet: open() creates it
+
+
+@pytest.fixture
+async def db(db_path: Path) -> AsyncIterator[Database]:
+    async with open_database(db_path) as database:
+        yield database
+
+
+@pytest.fixture
+def state(db: Database) -> ChatState:
+    return ChatState(db)
+
+
+class TestDatabase:
+    async def test_file_is_in_wal_mode_with_a_schema_version(self, db: Database, db_path: Path) -> None:
+        assert await asyncio.to_thread(db_path.exists)
+        mode = await db.run(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0])
+        version = await db.run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
+        assert (mode, version) == ("wal", 1)
+
+    async def test_statements_run_on_one_thread_other_than_the_loop(self, db: Database) -> None:
+        idents = {await db.run(lambda conn: threading.get_ident()) for _ in range(3)}
+        assert len(idents) == 1
+        assert threading.get_ident() not in idents
+
+    async def test_loop_keeps_running_while_a_statement_waits(self, db: Database) -> None:
+        release = threading.Event()
+
+        async def set_from_loop() -> None:
+            release.set()
+
+        # If run() blocked the loop, set_from_loop could only run after wait() timed out (False).
+        waited, _ = await asyncio.gather(db.run(lambda conn: release.wait(timeout=5)), set_from_loop())
+        assert waited is True
+
+    async def test_exception_in_fn_rolls_back_and_propagates(self, db: Database) -> None:
+        def insert_then_fail(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO usage (user_key, day, used) VALUES ('u', 'd', 1)")
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError, match="boom"):
+            await db.run(insert_then_fail)
+        assert await db.run(lambda conn: conn.execute("SELECT count(*) FROM usage").fetchone()[0]) == 0
+
+    async def test_a_returned_cursor_is_closed_on_the_database_thread(self, db: Database) -> None:
+        cursor = await db.run(lambda conn: conn.execute("SELECT 1"))
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            cursor.fetchone()
+
+    async def test_sqlite_errors_become_internal_errors(self, db: Database) -> None:
+        with pytest.raises(InternalError) as caught:
+            await db.run(lambda conn: conn.execute("SELECT * FROM no_such_table"))
+        assert "no_such_table" in (caught.value.detail or "")
+        assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+
+    async def test_closed_database_refuses_work_and_close_twice_is_fine(self, db_path: Path) -> None:
+        database = await Database.open(db_path)
+        await database.close()
+        await database.close()
+        with pytest.raises(InternalError):
+            await database.run(lambda conn: 1)
+
+    async def test_usable_as_async_context_manager(self, db_path: Path) -> None:
+        async with await Database.open(db_path) as database:
+            assert await database.run(lambda conn: conn.execute("SELECT 1").fetchone()[0]) == 1
+        with pytest.raises(InternalError):
+            await database.run(lambda conn: 1)
+
+    async def test_memory_database_works(self) -> None:
+        async with open_database(":memory:") as database:
+            state = ChatState(database)
+            await state.set_last_artifact("cli:x", "a1")
+            assert await state.last_artifact("cli:x") == "a1"
+
+    async def test_file_from_a_newer_pixbot_is_refused(self, db_path: Path) -> None:
+        async with open_database(db_path) as database:
+            await database.run(lambda conn: conn.execute("PRAGMA user_version = 99"))
+        with pytest.raises(InternalError) as caught:
+            await Database.open(db_path)
+        assert "99" in (caught.value.detail or "")
+
+
+class TestSettings:
+    async def test_unknown_chat_has_empty_settings(self, state: ChatState) -> None:
+        assert await state.settings("telegram:1") == ChatSettings()
+
+    async def test_roundtrip_and_partial_update(self, state: ChatState) -> None:
+        full = await state.update_settings("telegram:1", aspect_ratio="16:9", count=2, delivery="both")
+        assert full == ChatSettings("16:9", 2, "both")
+        assert await state.settings("telegram:1") == full
+        partial = await state.update_settings("telegram:1", count=4)
+        assert partial == ChatSettings("16:9", 4, "both")
+        cleared = await state.update_settings("telegram:1", aspect_ratio=None)
+        assert cleared == ChatSettings(None, 4, "both")
+        assert await state.settings("telegram:2") == ChatSettings()
+
+    async def test_settings_do_not_touch_last_artifact(self, state: ChatState) -> None:
+        await state.set_last_artifact("telegram:1", "a1")
+        await state.update_settings("telegram:1", delivery="document")
+        await state.set_last_artifact("telegram:1", "a2")
+        assert await state.last_artifact("telegram:1") == "a2"
+        assert (await state.settings("telegram:1")).delivery == "document"
+
+    @pytest.mark.parametrize(
+        "changes",
+        [{"aspect_ratio": "wide"}, {"aspect_ratio": "0:1"}, {"count": 0}, {"count": "2"}, {"count": True},
+         {"delivery": "fax"}],
+    )
+    async def test_bad_values_are_invalid_requests(
+        self, state: ChatState, changes: dict[str, object]
+    ) -> None:
+        with pytest.raises(InvalidRequest):
+            await state.update_settings("telegram:1", **changes)
+        assert await state.settings("telegram:1") == ChatSettings()
+
+    async def test_unknown_setting_is_a_type_error(self, state: ChatState) -> None:
+        with pytest.raises(TypeError, match="colour"):
+            await state.update_settings("telegram:1", colour="red")
+
+
+class TestArtifactsAndMessages:
+    async def test_last_artifact(self, state: ChatState) -> None:
+        assert await state.last_artifact("discord:9") is None
+        await state.set_last_artifact("discord:9", "a1")
+        await state.set_last_artifact("discord:9", "a2")
+        assert await state.last_artifact("discord:9") == "a2"
+        assert await state.last_artifact("discord:8") is None
+
+    async def test_record_artifacts_sets_last_to_the_last_given(self, state: ChatState) -> None:
+        await state.record_artifacts("telegram:1", [artifact("a1"), artifact("a2")])
+        assert await state.last_artifact("telegram:1") == "a2"
+        await state.record_artifacts("telegram:1", [])
+        assert await state.last_artifact("telegram:1") == "a2"
+
+    async def test_history_is_newest_first_limited_and_per_chat(self, state: ChatState) -> None:
+        await state.record_artifacts("telegram:1", [artifact("a1", prompt="one"), artifact("a2")])
+        await state.record_artifacts("discord:5", [artifact("b1", job_id=None)])
+        await state.record_artifacts("telegram:1", [artifact("a3", prompt="three")])
+
+        tg = await state.history("telegram:1")
+        assert [e.artifact_id for e in tg] == ["a3", "a2", "a1"]
+        assert tg[0] == HistoryEntry("a3", "three", artifact("a3").created_at, "job_1", "/media/a3.png")
+        assert tg[2].prompt == "one"
+        assert [e.artifact_id for e in await state.history("telegram:1", limit=2)] == ["a3", "a2"]
+        assert [e.artifact_id for e in await state.history(None)] == ["a3", "b1", "a2", "a1"]
+        assert (await state.history("discord:5"))[0].job_id is None
+        assert await state.history("telegram:1", limit=0) == []
+        assert await state.history("nobody:0") == []
+
+    async def test_message_map(self, state: ChatState) -> None:
+        await state.map_message("telegram:1", "100", "a1")
+        await state.map_messages("telegram:1", [("101", "a2"), ("102", "a3")])
+        assert await state.artifact_for_message("telegram:1", "100") == "a1"
+        assert await state.artifact_for_message("telegram:1", "102") == "a3"
+        assert await state.artifact_for_message("telegram:2", "100") is None
+        assert await state.artifact_for_message("telegram:1", "999") is None
+        await state.map_message("telegram:1", "100", "a9")  # a later mapping wins
+        assert await state.artifact_for_message("telegram:1", "100") == "a9"
+
+
+class TestQuota:
+    async def test_consume_up_to_the_limit_then_refuse(self, state: ChatState) -> None:
+        assert await state.usage_today("telegram:u", today=DAY) == 0
+        assert await state.try_consume("telegram:u", 2, 5, today=DAY) == 2
+        assert await state.try_consume("telegram:u", 3, 5, today=DAY) == 5
+        assert await state.try_consume("telegram:u", 1, 5, today=DAY) is None
+        assert await state.usage_today("telegram:u", today=DAY) == 5
+        assert await state.usage_today("telegram:other", today=DAY) == 0
+
+    async def test_request_larger_than_what_is_left_changes_nothing(self, state: ChatState) -> None:
+        await state.try_consume("u", 3, 4, today=DAY)
+        assert await state.try_consume("u", 2, 4, today=DAY) is None
+        assert await state.usage_today("u", today=DAY) == 3
+
+    async def test_limit_zero_is_unlimited(self, state: ChatState) -> None:
+        for _ in range(3):
+            await state.try_consume("u", 100, 0, today=DAY)
+        assert await state.usage_today("u", today=DAY) == 300
+
+    async def test_a_new_utc_day_starts_from_zero(self, state: ChatState) -> None:
+        assert await state.try_consume("u", 5, 5, today=DAY) == 5
+        assert await state.try_consume("u", 1, 5, today=DAY) is None
+        assert await state.try_consume("u", 1, 5, today=date(2025, 3, 2)) == 1
+        assert await state.usage_today("u", today=DAY) == 5
+
+    async def test_default_day_is_today_in_utc(self, state: ChatState) -> None:
+        await state.try_consume("u", 2, 0)
+        assert await state.usage_today("u", today=datetime.now(UTC).date()) == 2
+
+    async def test_refund_never_goes_below_zero(self, state: ChatState) -> None:
+        await state.try_consume("u", 3, 10, today=DAY)
+        await state.refund("u", 2, today=DAY)
+        assert await state.usage_today("u", today=DAY) == 1
+        await state.refund("u", 5, today=DAY)
+        assert await state.usage_today("u", today=DAY) == 0
+        await state.refund("nobody", 1, today=DAY)
+        assert await state.usage_today("nobody", today=DAY) == 0
+
+    async def test_bad_amounts_are_rejected(self, state: ChatState) -> None:
+        with pytest.raises(ValueError):
+            await state.try_consume("u", 0, 5, today=DAY)
+        with pytest.raises(ValueError):
+            await state.try_consume("u", 1, -1, today=DAY)
+        with pytest.raises(ValueError):
+            await state.refund("u", -1, today=DAY)
+
+    async def test_fifty_concurrent_consumers_never_exceed_the_limit(self, state: ChatState) -> None:
+        results = await asyncio.gather(*(state.try_consume("u", 1, 20, today=DAY) for _ in range(50)))
+        granted = sorted(r for r in results if r is not None)
+        assert granted == list(range(1, 21))
+        assert await state.usage_today("u", today=DAY) == 20
+
+    def test_quota_resets_at_next_utc_midnight(self) -> None:
+        now = datetime(2025, 3, 1, 23, 59, tzinfo=UTC)
+        assert ChatState.quota_resets_at(now) == datetime(2025, 3, 2, tzinfo=UTC)
+
+
+class TestDurabilityAndConcurrency:
+    async def test_everything_survives_a_reopen(self, db_path: Path) -> None:
+        async with open_database(db_path) as first:
+            state = ChatState(first)
+            await state.update_settings("telegram:1", aspect_ratio="9:16", count=3)
+            await state.record_artifacts("telegram:1", [artifact("a1"), artifact("a2")])
+            await state.map_message("telegram:1", "55", "a1")
+            await state.try_consume("telegram:u", 4, 10, today=DAY)
+
+        async with open_database(db_path) as second:
+            state = ChatState(second)
+            assert await state.settings("telegram:1") == ChatSettings("9:16", 3, None)
+            assert await state.last_artifact("telegram:1") == "a2"
+            assert [e.artifact_id for e in await state.history("telegram:1")] == ["a2", "a1"]
+            assert await state.artifact_for_message("telegram:1", "55") == "a1"
+            assert await state.usage_today("telegram:u", today=DAY) == 4
+
+    async def test_two_instances_on_one_file_write_concurrently(self, db_path: Path) -> None:
+        async with open_database(db_path) as one, open_database(db_path) as two:
+            states = (ChatState(one), ChatState(two))
+            writes = []
+            for i in range(40):
+                s = states[i % 2]
+                writes.append(s.try_consume("u", 1, 30, today=DAY))
+                writes.append(s.map_message("telegram:1", str(i), f"a{i}"))
+            results = await asyncio.gather(*writes)  # "database is locked" would raise InternalError
+            assert sum(1 for r in results[::2] if r is not None) == 30
+            assert await states[0].usage_today("u", today=DAY) == 30
+            assert await states[1].artifact_for_message("telegram:1", "39") == "a39"
+
+    async def test_two_processes_share_the_quota(self, db_path: Path) -> None:
+        child_code = (
+            "import asyncio, sys\n"
+            "from datetime import date\n"
+            "from core.state import ChatState, open_database\n"
+            "async def main():\n"
+            "    async with open_database(sys.argv[1]) as db:\n"
+            "        state = ChatState(db)\n"
+            "        print('ready', flush=True)\n"
+            "        sys.stdin.readline()\n"
+            "        got = await asyncio.gather(*(state.try_consume('u', 1, 50, today=date(2025, 3, 1))\n"
+            "                                     for _ in range(40)))\n"
+            "        print(sum(1 for g in got if g is not None), flush=True)\n"
+            "asyncio.run(main())\n"
+        )
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        async with open_database(db_path) as db:
+            state = ChatState(db)
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", child_code, str(db_path),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=env, cwd=ROOT,
+            )
+            assert child.stdout is not None and child.stdin is not None
+            try:
+                assert await asyncio.wait_for(child.stdout.readline(), 20) == b"ready\n"
+                child.stdin.write(b"go\n")
+                await child.stdin.drain()
+                mine = await asyncio.gather(*(state.try_consume("u", 1, 50, today=DAY) for _ in range(40)))
+                out, err = await asyncio.wait_for(child.communicate(), 20)
+            finally:
+                if child.returncode is None:
+                    child.kill()
+                    await child.wait()
+            assert child.returncode == 0, err.decode()
+            assert int(out) + sum(1 for r in mine if r is not None) == 50
+            assert await state.usage_today("u", today=DAY) == 50
