@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--config", metavar="PATH", help="config file (default $PIXBOT_CONFIG or ~/.pixbot/config.json)")
+        sub.add_argument("--config", metavar="PATH",
+                         help="config file (default $PIXBOT_CONFIG or ~/.pixbot/config.json)")
         return sub
 
     command("run", "start every enabled front-end; Ctrl-C stops cleanly")

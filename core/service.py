@@ -5,8 +5,8 @@ arrives, and records the job. Pre-flight refusals raise; everything after is a J
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -85,6 +85,8 @@ class ImageService:
         self._semaphores = {name: asyncio.Semaphore(limits.concurrency) for name in self.providers}
         self._running: dict[str, set[str]] = defaultdict(set)
         self._jobs: dict[str, _Job] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     # -- queries front-ends use --------------------------------------------------------------
     @property
@@ -100,11 +102,10 @@ class ImageService:
             return list(self._jobs)
         return list(self._running.get(chat_key, ()))
 
-    async def wait_idle(self, timeout: float) -> bool:
-        """Wait for running jobs to finish (shutdown); True when none is left."""
-        deadline = time.monotonic() + timeout
-        while self._jobs and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+    async def wait_idle(self, grace: float) -> bool:
+        """Wait up to ``grace`` seconds for running jobs to finish (shutdown); True when none is left."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), grace)
         return not self._jobs
 
     async def recover(self) -> int:
@@ -126,7 +127,8 @@ class ImageService:
         return cancelled
 
     async def mark_delivered(self, job_id: str, chat_key: str, shown: Sequence[tuple[str, str]]) -> None:
-        """Record which platform message shows which artifact; only then is the job delivered."""
+        """Record which platform message shows which artifact, as ``(message_id, artifact_id)``
+        pairs; only then is the job delivered."""
         await self.state.map_messages(chat_key, shown)
         record = await self.jobs.get(job_id)
         if record is not None and record.status == "stored":
@@ -179,6 +181,7 @@ class ImageService:
             request=_request_summary(request, chain[0], count), origin=request.origin)
         job = _Job(record, count)
         self._jobs[record.id] = job
+        self._idle.clear()
         self._running[chat_key].add(record.id)
         try:
             await self._run(job, prompt, chain, resolved, request, progress)
@@ -187,6 +190,8 @@ class ImageService:
             if not self._running[chat_key]:
                 del self._running[chat_key]
             del self._jobs[record.id]
+            if not self._jobs:
+                self._idle.set()
         return await self._finish(job, chain[0], resolved, request, enforce_limits)
 
     # -- planning ----------------------------------------------------------------------------
@@ -243,7 +248,7 @@ class ImageService:
         for slot in range(job.total):
             task = asyncio.create_task(self._slot(job, slot, prompt, chain, refs, request, on_stored))
             job.tasks.add(task)
-        done, pending = await asyncio.wait(job.tasks, timeout=self.config.limits.job_timeout_s)
+        _, pending = await asyncio.wait(job.tasks, timeout=self.config.limits.job_timeout_s)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -22,7 +22,10 @@ PNG = png_bytes(64, 48)
 _GUILD_MESSAGES, _MESSAGE_CONTENT = 1 << 9, 1 << 15
 
 
-class AgainButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=r"again:(?P<artifact>\w+)"):
+_Button = discord.ui.Button[discord.ui.View]
+
+
+class AgainButton(discord.ui.DynamicItem[_Button], template=r"again:(?P<artifact>\w+)"):
     """A button whose state lives in its custom id, so any later client process can handle it."""
 
     def __init__(self, artifact: str) -> None:
@@ -31,7 +34,7 @@ class AgainButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], te
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button[discord.ui.View], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: _Button, match: re.Match[str]
     ) -> AgainButton:
         return cls(match["artifact"])
 
@@ -41,13 +44,18 @@ class AgainButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], te
 
 class PromptModal(discord.ui.Modal, title="Edit image"):
     prompt: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(label="Prompt", custom_id="prompt")
+    style: discord.ui.Label[PromptModal] = discord.ui.Label(  # newer layout: an input inside a label
+        text="Style", component=discord.ui.TextInput(custom_id="style", required=False))
 
     def __init__(self, target_id: int) -> None:
         super().__init__(custom_id="edit-modal")
         self.target_id = target_id
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message(f"editing {self.target_id}: {self.prompt.value}")
+        style = self.style.component
+        assert isinstance(style, discord.ui.TextInput)
+        text = f"editing {self.target_id}: {self.prompt.value} ({style.value})"
+        await interaction.response.send_message(text)
 
 
 def _commands() -> list[app_commands.Command[None, ..., None] | app_commands.ContextMenu]:
@@ -183,7 +191,7 @@ async def test_login_identify_and_guild_sync(fake: FakeDiscord, start_bot: Start
 async def test_slash_defers_then_edits_original_with_file(fake: FakeDiscord, start_bot: StartBot) -> None:
     await start_bot()
     rec = await fake.invoke_slash(fake.alice, "draw", prompt="a cat")
-    original = await fake.wait_for(lambda: rec.original if rec.original and rec.original["attachments"] else None)
+    original = await fake.original_response(rec)
     (callback,) = fake.calls_matching("POST", rf"/interactions/{rec.id}/")
     assert callback.json == {"type": 5} and callback.query["with_response"] == "1"
     (patch,) = await fake.wait_for("PATCH /webhooks/.*/messages/@original")
@@ -198,15 +206,17 @@ async def test_slash_defers_then_edits_original_with_file(fake: FakeDiscord, sta
 async def test_attachment_option_is_downloaded_from_the_cdn(fake: FakeDiscord, start_bot: StartBot) -> None:
     await start_bot()
     rec = await fake.invoke_slash(fake.alice, "describe", image=("cat.png", PNG))
-    original = await fake.wait_for(lambda: rec.original)
+    original = await fake.original_response(rec)
     assert original["content"] == f"cat.png {len(PNG)} image/png 64x48 True"
     assert fake.calls_matching("GET", r"^/attachments/.*/cat\.png$")
 
 
-async def test_ephemeral_response_is_flagged_and_not_in_history(fake: FakeDiscord, start_bot: StartBot) -> None:
+async def test_ephemeral_response_is_flagged_and_not_in_history(
+    fake: FakeDiscord, start_bot: StartBot
+) -> None:
     await start_bot()
     rec = await fake.invoke_slash(fake.bob, "secret")
-    original = await fake.wait_for(lambda: rec.original)
+    original = await fake.original_response(rec)
     assert rec.ephemeral and original["flags"] & 64 and original["content"] == "only you"
     assert original not in fake.messages()
 
@@ -219,9 +229,10 @@ async def test_message_context_menu_opens_modal_and_submit_is_answered(
     opened = await fake.invoke_message_command(fake.alice, "Edit image", target)
     modal = await fake.wait_for(lambda: opened.modal)
     assert opened.response_type == 9 and modal["custom_id"] == "edit-modal"
-    submitted = await fake.submit_modal(fake.alice, "edit-modal", {"prompt": "make it blue"})
-    answer = await fake.wait_for(lambda: submitted.original)
-    assert answer["content"] == f"editing {target['id']}: make it blue"
+    assert [c["type"] for c in modal["components"]] == [1, 18]  # action row, label
+    submitted = await fake.submit_modal(fake.alice, "edit-modal", {"prompt": "make it blue", "style": "ink"})
+    answer = await fake.original_response(submitted)
+    assert answer["content"] == f"editing {target['id']}: make it blue (ink)"
 
 
 async def test_dynamic_button_is_handled_after_a_client_restart(
@@ -229,14 +240,14 @@ async def test_dynamic_button_is_handled_after_a_client_restart(
 ) -> None:
     first = await start_bot()
     drawn = await fake.invoke_slash(fake.alice, "draw", prompt="a fox")
-    result = await fake.wait_for(lambda: drawn.original if drawn.original and drawn.original["components"] else None)
+    result = await fake.original_response(drawn, lambda m: m["components"])
     await stop_bot(first, bots)
     await start_bot(sync=False)
     assert len(fake.identifies) == 2 and len(fake.calls_matching("PUT")) == 1
     with pytest.raises(LookupError):
         await fake.click_button(fake.bob, result, "again:nope")
     click = await fake.click_button(fake.bob, result, "again:a1")
-    answer = await fake.wait_for(lambda: click.original)
+    answer = await fake.original_response(click)
     assert answer["content"] == "again a1 for bob"
 
 
@@ -246,7 +257,8 @@ async def test_reply_resolves_the_reference_or_fetches_it(fake: FakeDiscord, sta
     image = await fake.send_user_message(fake.bob, "", files=[("old.png", PNG)], dispatch=False)  # not cached
     mention = f"<@{fake.app_id}> grey please"
     for include_referenced, count in ((True, 1), (False, 2)):
-        sent = await fake.send_user_message(fake.alice, mention, reply_to=image, include_referenced=include_referenced)
+        sent = await fake.send_user_message(
+            fake.alice, mention, reply_to=image, include_referenced=include_referenced)
         replies = await fake.wait_for(r"POST /channels/\d+/messages$", count=count)
         assert replies[-1].json["message_reference"]["message_id"] == int(sent["id"])
         assert fake.messages()[-1]["content"] == f"ref {image['id']} old.png"
@@ -263,7 +275,7 @@ async def test_uploads_over_the_limit_get_413(fake: FakeDiscord, start_bot: Star
         await channel.send(file=discord.File(io.BytesIO(bytes(10 * MIB + 1)), "big.bin"))
     assert (caught.value.status, caught.value.code) == (413, 40005)
     rec = await fake.invoke_slash(fake.alice, "big", attachment_size_limit=MIB)
-    answer = await fake.wait_for(lambda: rec.original if rec.original and rec.original["content"] else None)
+    answer = await fake.original_response(rec)
     assert answer["content"] == "too big: 413 40005" and answer["attachments"] == []
 
 
@@ -283,7 +295,8 @@ async def test_faults_double_ack_expiry_and_unknown_routes(fake: FakeDiscord, st
         again = await http.post(f"interactions/{rec.id}/{rec.token}/callback", json={"type": 5})
         assert again.status == 400 and (await again.json())["code"] == 40060
         fake.expire(rec)
-        late = await http.patch(f"webhooks/{fake.app_id}/{rec.token}/messages/@original", json={"content": "x"})
+        original = f"webhooks/{fake.app_id}/{rec.token}/messages/@original"
+        late = await http.patch(original, json={"content": "x"})
         assert late.status == 401 and (await late.json())["code"] == 50027
         unknown = await http.get("no/such/route")
         assert unknown.status == 404 and unknown.headers["Content-Type"] == "application/json"

@@ -177,8 +177,9 @@ def guild_payload(guild_id: str, channels: list[Json], members: list[FakeUser], 
     everyone = {"id": guild_id, "name": "@everyone", "permissions": MEMBER_PERMISSIONS, "position": 0,
                 "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
     return {
-        "id": guild_id, "name": "Fake Guild", "icon": None, "owner_id": owner_id, "premium_tier": premium_tier,
-        "premium_subscription_count": 0, "features": [], "roles": [everyone], "channels": channels,
+        "id": guild_id, "name": "Fake Guild", "icon": None, "owner_id": owner_id, "features": [],
+        "premium_tier": premium_tier, "premium_subscription_count": 0, "roles": [everyone],
+        "channels": channels,
         "members": [member_payload(u) for u in members], "member_count": member_count, "emojis": [],
         "stickers": [], "large": False, "unavailable": False, "joined_at": now_iso(), "threads": [],
         "voice_states": [], "presences": [], "preferred_locale": "en-US", "verification_level": 0,
@@ -202,7 +203,8 @@ def message_payload(message_id: str, channel_id: str, guild_id: str, author: Fak
 
 def reply_fields(referenced: Json, guild_id: str) -> Json:
     """What turns a message into a reply (type 19); `referenced_message` nests one level only."""
-    return {"type": 19, "referenced_message": {k: v for k, v in referenced.items() if k != "referenced_message"},
+    nested = {k: v for k, v in referenced.items() if k != "referenced_message"}
+    return {"type": 19, "referenced_message": nested,
             "message_reference": {"type": 0, "message_id": referenced["id"],
                                   "channel_id": referenced["channel_id"], "guild_id": guild_id}}
 

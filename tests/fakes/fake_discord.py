@@ -20,6 +20,7 @@ limits, threads, DMs, subcommands, several guilds. A followup after a deferred r
 from __future__ import annotations
 
 import asyncio
+import json
 import mimetypes
 import re
 import secrets
@@ -46,12 +47,16 @@ from tests.fakes.discord_wire import (
     UploadedFile,
     channel_payload,
     filesize_limit_for_tier,
+    guild_payload,
     json_response,
     member_payload,
+    message_payload,
     modal_submission,
     now_iso,
     probe_image,
     read_body,
+    reply_fields,
+    visible_to,
     walk_components,
 )
 
@@ -60,17 +65,20 @@ __all__ = ["MIB", "FakeDiscord", "FakeInteraction", "FakeUser", "RestCall", "Upl
 T = TypeVar("T")
 _DISCORD_EPOCH_MS = 1_420_070_400_000
 _OPTION_TYPES: dict[int, Callable[[Any], Any]] = {3: str, 4: int, 5: bool, 10: float}
+_TRUE = ("1", "true", "True")
 
 
 @dataclass(eq=False)
 class _Session:
+    """One identified gateway connection."""
+
     ws: web.WebSocketResponse
     intents: int = 0
     seq: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, op: int, data: Any, event: str | None = None) -> None:
-        async with self.lock:  # one writer at a time; sequence numbers must arrive in order
+        async with self.lock:  # one writer at a time: sequence numbers must arrive in order
             seq = None
             if op == 0:
                 self.seq += 1
@@ -80,7 +88,6 @@ class _Session:
 
 @dataclass
 class _Request:
-    method: str
     path: str
     params: dict[str, str]
     query: dict[str, str]
@@ -101,22 +108,27 @@ _Handler = Callable[[_Request], Awaitable[tuple[int, Any]]]
 
 
 class FakeDiscord:
-    """Discord on 127.0.0.1: `await start()`, drive it, assert, `await stop()`."""
+    """Discord on 127.0.0.1: `await start()`, point discord.py at it, drive it, assert, `await stop()`.
+
+    `message_content_granted=False` models the portal switch being off: the intent is dropped even if
+    IDENTIFY asks for it. `premium_tier` is read when the bot connects and at every upload.
+    """
 
     def __init__(self, *, premium_tier: int = 0, message_content_granted: bool = True) -> None:
         self.token = "fake-bot-token." + secrets.token_urlsafe(12)
         self.premium_tier = premium_tier
-        self.message_content_granted = message_content_granted  # the portal switch; IDENTIFY must ask too
+        self.message_content_granted = message_content_granted
         self._next_seq = 0
         self.app_id = self._snowflake()
         self.bot_user = FakeUser(self.app_id, "pixbot", bot=True)
         self.alice = FakeUser(self._snowflake(), "alice")
         self.bob = FakeUser(self._snowflake(), "bob")
         self.guild_id, self.channel_id = self._snowflake(), self._snowflake()
+        self.base_url = ""
         self.calls: list[RestCall] = []
-        self.identifies: list[Json] = []  # every IDENTIFY `d`, incl. `intents`
+        self.identifies: list[Json] = []  # every IDENTIFY `d`, `intents` included
         self.interactions: list[FakeInteraction] = []
-        self.global_commands: dict[str, Json] = {}  # by command id
+        self.global_commands: dict[str, Json] = {}  # command id -> command, as returned by the sync
         self.guild_commands: dict[str, dict[str, Json]] = {}  # guild id -> command id -> command
         self._messages: dict[str, Json] = {}
         self._cdn: dict[str, tuple[bytes, str]] = {}
@@ -124,15 +136,11 @@ class FakeDiscord:
         self._sessions: list[_Session] = []
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
-        self.base_url = ""
-        self._routes: list[tuple[str, re.Pattern[str], _Handler, bool]] = []
-        for method, pattern, handler, auth in self._route_table():
-            regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
-            self._routes.append((method, re.compile(f"^{regex}$"), handler, auth))
-
+        self._routes = [(method, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"),
+                         handler, auth) for method, pattern, handler, auth in self._route_table()]
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=256 * MIB)  # large uploads must reach the 413 check
+        app = web.Application(client_max_size=256 * MIB)  # big uploads must reach the 413 check
         app.router.add_get("/ws", self._gateway)
         app.router.add_get("/attachments/{tail:.*}", self._serve_cdn)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._api)
@@ -168,11 +176,10 @@ class FakeDiscord:
     def members(self) -> list[FakeUser]:
         return [self.bot_user, self.alice, self.bob]
 
-
     def messages(self, channel_id: str | None = None) -> list[Json]:
         """Channel history, oldest first, as everyone sees it (ephemeral messages are not in it)."""
         channel_id = channel_id or self.channel_id
-        return [m for m in self._messages.values() if m["channel_id"] == channel_id and not self._hidden(m)]
+        return [m for m in self._messages.values() if m["channel_id"] == channel_id and not _hidden(m)]
 
     def message(self, message_id: str) -> Json:
         return self._messages[message_id]
@@ -185,17 +192,25 @@ class FakeDiscord:
         return [c for c in self.calls if (method is None or c.method == method)
                 and (path_regex is None or re.search(path_regex, c.path))]
 
+    # `timeout=` mirrors the Telegram fake's wait_for; it is applied with asyncio.timeout inside.
     @overload
-    async def wait_for(self, what: str, *, count: int = 1, timeout: float = 5.0) -> list[RestCall]: ...
+    async def wait_for(
+        self, what: str, *, count: int = 1, timeout: float = 5.0  # noqa: ASYNC109
+    ) -> list[RestCall]: ...
     @overload
-    async def wait_for(self, what: Callable[[], T], *, count: int = 1, timeout: float = 5.0) -> T: ...
+    async def wait_for(
+        self, what: Callable[[], T], *, count: int = 1, timeout: float = 5.0  # noqa: ASYNC109
+    ) -> T: ...
 
-    async def wait_for(self, what: str | Callable[[], Any], *, count: int = 1, timeout: float = 5.0) -> Any:
-        """Wait until `what` holds, woken by every change of the fake; no polling, no sleeps.
+    async def wait_for(
+        self, what: str | Callable[[], Any], *, count: int = 1, timeout: float = 5.0  # noqa: ASYNC109
+    ) -> Any:
+        """Wait until `what` holds, re-checked on every change of the fake (no polling, no sleeps).
 
-        A string is a regex searched in "METHOD /path" of the recorded calls: returns the matching calls
-        once there are `count` of them, e.g. `await fake.wait_for("PATCH /webhooks/.*/@original")`.
-        A callable is re-evaluated after each change and its first truthy result is returned.
+        A string is a regex searched in "METHOD /path" of the recorded calls; the matching calls are
+        returned once there are `count` of them: `await fake.wait_for("PATCH /webhooks/.*/@original")`.
+        A callable's first truthy result is returned: `await fake.wait_for(lambda: rec.original)`.
+        Raises AssertionError listing the last calls on timeout.
         """
         if isinstance(what, str):
             pattern = re.compile(what)
@@ -217,48 +232,55 @@ class FakeDiscord:
                 await self._changed.wait_for(done)
         except TimeoutError:
             seen = "\n".join(f"  {c.method} {c.path} -> {c.status}" for c in self.calls[-10:])
-            raise AssertionError(f"fake Discord: timed out waiting for {what!r}; last calls:\n{seen}") from None
+            message = f"fake Discord: timed out waiting for {what!r}; last calls:\n{seen}"
+            raise AssertionError(message) from None
         return result
+
+    async def original_response(
+        self, interaction: FakeInteraction, where: Callable[[Json], object] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109
+    ) -> Json:
+        """Wait for the interaction's response message past the "thinking…" placeholder of a deferred
+        response, and until `where(message)` holds if given; returns the live message dict."""
+        def ready() -> Json | None:
+            msg = interaction.original
+            done = msg is not None and not msg["flags"] & LOADING and (where is None or where(msg))
+            return msg if done else None
+
+        return await self.wait_for(ready, timeout=timeout)
 
     def fail_next(self, method: str, path_regex: str, status: int, json: Any = None,
                   headers: dict[str, str] | None = None) -> None:
-        """Answer the next matching request with this error instead of handling it (fault injection)."""
+        """Answer the next request matching `method` and `path_regex` (searched in the /api/v10-relative
+        path, or /attachments/... for the CDN) with this status and JSON body instead of handling it."""
         body = json if json is not None else {"message": f"{status}: injected failure", "code": 0}
         self._faults.append(_Fault(method, path_regex, status, body, headers or {}))
 
     def expire(self, interaction: FakeInteraction) -> None:
-        """Age the interaction past Discord's 15 minutes: its token now gets 401 code 50027."""
+        """Age the interaction past Discord's 15 minutes: webhook calls get 401/50027, the callback 10062."""
         interaction.expired = True
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
 
     async def send_user_message(
         self, user: FakeUser, content: str = "", *, files: Iterable[tuple[str, bytes]] = (),
         reply_to: Json | None = None, include_referenced: bool = True, mentions: Iterable[FakeUser] = (),
         channel_id: str | None = None, dispatch: bool = True,
     ) -> Json:
-        """Post a message as `user` (type 19 with `message_reference` when `reply_to` is given).
+        """Post a message as `user`; with `reply_to` (any message dict) it is a reply (type 19).
 
-        `include_referenced=False` leaves `referenced_message` out of the gateway event, which makes
-        discord.py fall back to fetching it. `dispatch=False` stores the message without an event, as if
-        it was sent while the bot was offline (it is in history, not in the bot's cache).
+        `include_referenced=False` leaves `referenced_message` out of the gateway event, so discord.py
+        has to fetch it. `dispatch=False` stores the message without an event, as if it was sent while
+        the bot was offline: it is in history but not in the bot's cache. Returns the stored message.
         """
         channel_id = channel_id or self.channel_id
-        attachments = [await self._attachment(channel_id, UploadedFile(i, name, data, "application/octet-stream"))
-                       for i, (name, data) in enumerate(files)]
+        attachments = [await self._attachment(channel_id, UploadedFile(i, name, data, "")) for i, (name, data)
+                       in enumerate(files)]
         msg = self._new_message(channel_id, user, {"content": content}, attachments, mentions=mentions)
         event = msg
         if reply_to is not None:
-            ref = self._messages.get(reply_to["id"], reply_to)
-            msg["type"] = 19
-            msg["message_reference"] = {"type": 0, "message_id": ref["id"], "channel_id": ref["channel_id"],
-                                        "guild_id": self.guild_id}
-            msg["referenced_message"] = {k: v for k, v in ref.items() if k != "referenced_message"}
-            if ref["author"]["id"] not in {u["id"] for u in msg["mentions"]}:
-                msg["mentions"].append(ref["author"])  # a reply pings its author by default
+            msg |= reply_fields(self._messages.get(reply_to["id"], reply_to), self.guild_id)
+            author = msg["referenced_message"]["author"]
+            if author["id"] not in {u["id"] for u in msg["mentions"]}:
+                msg["mentions"].append(author)  # a reply pings its author by default
             if not include_referenced:
                 event = {k: v for k, v in msg.items() if k != "referenced_message"}
         self._messages[msg["id"]] = msg
@@ -269,25 +291,27 @@ class FakeDiscord:
 
     async def invoke_slash(self, user: FakeUser, name: str, *, guild_id: str | None = None,
                            attachment_size_limit: int | None = None, **options: Any) -> FakeInteraction:
-        """Run a synced chat-input command as `user`; options are typed from the synced definition.
+        """Run a synced chat-input command as `user` in the guild; options are typed from its definition.
 
-        Attachment options take `(filename, bytes)`, user options a FakeUser. Raises LookupError for a
-        command the bot never synced to this guild or globally, ValueError for options Discord's UI refuses.
+        Attachment options take `(filename, bytes)`, user options a FakeUser. `attachment_size_limit`
+        overrides the guild's upload limit for this interaction. Raises LookupError for a command the bot
+        never synced (to this guild or globally), ValueError for options Discord's UI would refuse.
         """
         command, scope = self._command(name, 1, guild_id)
         data: Json = {"id": command["id"], "name": name, "type": 1, "options": [], "resolved": {}}
         if scope is not None:
-            data["guild_id"] = scope  # discord.py looks guild commands up by it; without it: global only
+            data["guild_id"] = scope  # discord.py finds guild commands only through it
         defined = {o["name"]: o for o in command.get("options", [])}
         missing = [n for n, o in defined.items() if o.get("required") and n not in options]
         if missing or not set(options) <= set(defined):
             raise ValueError(f"/{name}: missing {missing}, unknown {sorted(set(options) - set(defined))}")
-        for opt_name, value in options.items():
-            data["options"].append(await self._option(defined[opt_name], value, data["resolved"]))
+        for option, value in options.items():
+            data["options"].append(await self._option(defined[option], value, data["resolved"]))
         return await self._interact(user, 2, data, size_limit=attachment_size_limit)
 
-    async def invoke_message_command(self, user: FakeUser, name: str, target_message: Json) -> FakeInteraction:
-        """Run a synced message context-menu command (type 3) on `target_message`."""
+    async def invoke_message_command(self, user: FakeUser, name: str,
+                                     target_message: Json) -> FakeInteraction:
+        """Run a synced message context-menu command on `target_message` (resolved.messages carries it)."""
         command, scope = self._command(name, 3, None)
         target = self._messages.get(target_message["id"], target_message)
         data: Json = {"id": command["id"], "name": name, "type": 3, "target_id": target["id"],
@@ -297,28 +321,35 @@ class FakeDiscord:
         return await self._interact(user, 2, data)
 
     async def click_button(self, user: FakeUser, message: Json, custom_id: str) -> FakeInteraction:
-        """Click a button the message really carries (LookupError otherwise)."""
+        """Click a button the message currently carries (LookupError if it has none with that id)."""
         current = self._messages.get(message["id"], message)
         if custom_id not in {c.get("custom_id") for c in walk_components(current.get("components", []))}:
             raise LookupError(f"message {current['id']} has no component {custom_id!r}")
-        data = {"custom_id": custom_id, "component_type": 2}
-        return await self._interact(user, 3, data, message=current)
+        return await self._interact(user, 3, {"custom_id": custom_id, "component_type": 2}, message=current)
 
     async def submit_modal(self, user: FakeUser, custom_id: str, values: dict[str, Any]) -> FakeInteraction:
-        """Submit the modal the bot last opened for `user`, filling inputs by their custom_id."""
+        """Submit the modal the bot last opened for `user`; `values` maps input custom_id to text."""
         opened = next((i for i in reversed(self.interactions) if i.user == user and i.modal is not None
                        and i.modal.get("custom_id") == custom_id), None)
         if opened is None or opened.modal is None:
             raise LookupError(f"the bot never opened modal {custom_id!r} for {user.username}")
-        unknown = set(values) - {c.get("custom_id") for c in walk_components(opened.modal.get("components", []))}
+        components = opened.modal.get("components", [])
+        unknown = set(values) - {c.get("custom_id") for c in walk_components(components)}
         if unknown:
             raise ValueError(f"modal {custom_id!r} has no inputs {sorted(unknown)}")
-        data = {"custom_id": custom_id,
-                "components": [modal_submission(c, values) for c in opened.modal.get("components", [])]}
+        data = {"custom_id": custom_id, "components": [modal_submission(c, values) for c in components]}
         return await self._interact(user, 5, data, message=opened.payload.get("message"))
 
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _snowflake(self) -> str:
+        self._next_seq += 1
+        return str(((int(time.time() * 1000) - _DISCORD_EPOCH_MS) << 22) | (self._next_seq & 0x3FFFFF))
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        """HELLO, heartbeat ACKs, IDENTIFY -> READY + GUILD_CREATE; text frames only (never zlib)."""
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         session = _Session(ws)
@@ -348,48 +379,31 @@ class FakeDiscord:
         if not self.message_content_granted:
             session.intents &= ~MESSAGE_CONTENT
         self._sessions.append(session)
-        ready = {"v": 10, "user": self.bot_user.payload(), "guilds": [{"id": self.guild_id, "unavailable": True}],
-                 "session_id": secrets.token_hex(16), "resume_gateway_url": self.gateway_url,
-                 "shard": [0, 1], "application": {"id": self.app_id, "flags": 0},
-                 "private_channels": [], "relationships": []}
+        ready = {"v": 10, "user": self.bot_user.payload(), "session_id": secrets.token_hex(16),
+                 "guilds": [{"id": self.guild_id, "unavailable": True}], "shard": [0, 1],
+                 "resume_gateway_url": self.gateway_url, "application": {"id": self.app_id, "flags": 0},
+                 "private_channels": []}
         await session.send(0, ready, "READY")
-        await session.send(0, self._guild_payload(session.intents), "GUILD_CREATE")
+        # without the presences intent Discord lists only the bot among a guild's members
+        members = self.members if session.intents & GUILD_PRESENCES else [self.bot_user]
+        guild = guild_payload(self.guild_id, [channel_payload(self.channel_id, self.guild_id)], members,
+                              owner_id=self.alice.id, premium_tier=self.premium_tier,
+                              member_count=len(self.members))
+        await session.send(0, guild, "GUILD_CREATE")
         await self._notify()
 
     async def _dispatch(self, event: str, data: Json, *, intent: int = 0) -> None:
+        """Send an event to every identified session that subscribed to `intent` (0: always sent)."""
         for session in list(self._sessions):
             if intent and not session.intents & intent:
                 continue
             try:
-                await session.send(0, self._visible_to(data, session.intents), event)
+                await session.send(0, visible_to(data, session.intents, self.app_id), event)
             except ConnectionError:
                 self._sessions.remove(session)
 
-    def _visible_to(self, msg: Json, intents: int) -> Json:
-        """Without the Message Content intent, content is blanked unless the bot is the author or mentioned."""
-        if intents & MESSAGE_CONTENT or "author" not in msg or msg["author"]["id"] == self.app_id:
-            return msg
-        if any(u["id"] == self.app_id for u in msg.get("mentions", [])):
-            return msg
-        return msg | {"content": "", "attachments": [], "embeds": [], "components": []}
-
-    def _guild_payload(self, intents: int) -> Json:
-        """GUILD_CREATE; without the presences intent Discord lists only the bot among `members`."""
-        members = self.members if intents & GUILD_PRESENCES else [self.bot_user]
-        everyone = {"id": self.guild_id, "name": "@everyone", "permissions": MEMBER_PERMISSIONS, "position": 0,
-                    "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
-        return {
-            "id": self.guild_id, "name": "Fake Guild", "icon": None, "owner_id": self.alice.id,
-            "premium_tier": self.premium_tier, "premium_subscription_count": 0, "features": [],
-            "roles": [everyone], "channels": [channel_payload(self.channel_id, self.guild_id)], "emojis": [], "stickers": [],
-            "members": [member_payload(u) for u in members], "member_count": len(self.members),
-            "large": False, "unavailable": False, "joined_at": now_iso(), "threads": [], "voice_states": [],
-            "presences": [], "preferred_locale": "en-US", "verification_level": 0, "mfa_level": 0,
-            "default_message_notifications": 0, "explicit_content_filter": 0, "nsfw_level": 0,
-            "afk_timeout": 300, "system_channel_flags": 0, "stage_instances": [], "guild_scheduled_events": [],
-        }
-
     def _route_table(self) -> list[tuple[str, str, _Handler, bool]]:
+        """(method, path, handler, needs the bot token); webhook and callback routes use the URL token."""
         webhook_message = "/webhooks/{app}/{token}/messages/{message}"
         return [
             ("GET", "/users/@me", self._get_me, True),
@@ -415,25 +429,24 @@ class FakeDiscord:
 
     async def _api(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
+        headers: dict[str, str] = {}
         try:
             body, files = await read_body(request)
-        except ValueError:  # json.JSONDecodeError included
+        except ValueError:  # json.JSONDecodeError is one
             body, files = None, []
-            status, answer, headers = 400, {"message": "The request body contains invalid JSON.", "code": 50109}, {}
+            status, answer = 400, {"message": "The request body contains invalid JSON.", "code": 50109}
         else:
-            status, answer, headers = await self._answer(request, path, body, files)
+            status, answer, headers = await self._answer(request, path, _Request(
+                path, {}, dict(request.query), body, files))
         self.calls.append(RestCall(request.method, path, body, files, dict(request.query), status))
         await self._notify()
-        if answer is None:
-            return web.Response(status=status, headers=headers)
-        response = json_response(answer, status)
+        response = json_response(answer, status) if answer is not None else web.Response(status=status)
         response.headers.update(headers)
         return response
 
-    async def _answer(self, request: web.Request, path: str, body: Any,
-                      files: list[UploadedFile]) -> tuple[int, Any, dict[str, str]]:
-        fault = self._take_fault(request.method, path)
-        if fault is not None:
+    async def _answer(self, request: web.Request, path: str,
+                      req: _Request) -> tuple[int, Any, dict[str, str]]:
+        if fault := self._take_fault(request.method, path):
             return fault.status, fault.body, fault.headers
         for method, regex, handler, auth in self._routes:
             match = regex.match(path)
@@ -441,43 +454,40 @@ class FakeDiscord:
                 continue
             if auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 return 401, {"message": "401: Unauthorized", "code": 0}, {}
+            req.params = match.groupdict()
             try:
-                status, answer = await handler(_Request(request.method, path, match.groupdict(),
-                                                        dict(request.query), body, files))
+                status, answer = await handler(req)
             except ApiError as exc:
                 return exc.status, exc.body, {}
             return status, answer, {}
         return 404, {"message": "404: Not Found", "code": 0}, {}
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
-        for fault in self._faults:
-            if fault.method == method and re.search(fault.path_regex, path):
-                self._faults.remove(fault)
-                return fault
-        return None
+        fault = next((f for f in self._faults if f.method == method and re.search(f.path_regex, path)), None)
+        if fault is not None:
+            self._faults.remove(fault)
+        return fault
 
     async def _unknown(self, request: web.Request) -> web.Response:
         return json_response({"message": "404: Not Found", "code": 0}, 404)
 
     async def _serve_cdn(self, request: web.Request) -> web.Response:
-        path = request.path
-        fault = self._take_fault("GET", path)
-        stored = self._cdn.get(path)
+        fault = self._take_fault("GET", request.path)
+        stored = self._cdn.get(request.path)
         status = fault.status if fault else 200 if stored else 404
-        self.calls.append(RestCall("GET", path, None, [], dict(request.query), status))
+        self.calls.append(RestCall("GET", request.path, None, [], dict(request.query), status))
         await self._notify()
         if stored is None or fault is not None:
             return web.Response(status=status, text="Not Found")
         return web.Response(body=stored[0], content_type=stored[1])
 
-
     async def _get_me(self, req: _Request) -> tuple[int, Any]:
         return 200, self.bot_user.payload() | {"verified": True, "flags": 0, "mfa_enabled": False}
 
     async def _get_application(self, req: _Request) -> tuple[int, Any]:
-        return 200, {"id": self.app_id, "name": "pixbot", "description": "", "icon": None,
-                     "bot_public": True, "bot_require_code_grant": False, "owner": self.alice.payload(),
-                     "verify_key": "0" * 64, "flags": 0, "team": None, "summary": "", "rpc_origins": []}
+        return 200, {"id": self.app_id, "name": "pixbot", "description": "", "icon": None, "bot_public": True,
+                     "bot_require_code_grant": False, "owner": self.alice.payload(), "verify_key": "0" * 64,
+                     "flags": 0, "team": None, "summary": "", "rpc_origins": []}
 
     async def _get_gateway(self, req: _Request) -> tuple[int, Any]:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
@@ -497,15 +507,16 @@ class FakeDiscord:
         return 200, list(self._command_store(req)[0].values())
 
     async def _put_commands(self, req: _Request) -> tuple[int, Any]:
-        """Bulk overwrite: same (type, name) keeps its id, as on Discord; context menus get description ""."""
+        """Bulk overwrite: same (type, name) keeps its id, as on Discord. Context menus get a
+        `description` of "" (discord.py reads it for every returned command)."""
         store, guild = self._command_store(req)
         old_ids = {(c["type"], c["name"]): cid for cid, c in store.items()}
         store.clear()
         for sent in req.json or []:
             kind = sent.get("type", 1)
             cid = old_ids.get((kind, sent["name"])) or self._snowflake()
-            store[cid] = {"options": [], "default_member_permissions": None, "nsfw": False, **sent,
-                          "id": cid, "application_id": self.app_id, "type": kind, "version": self._snowflake(),
+            store[cid] = {"options": [], "default_member_permissions": None, "nsfw": False, **sent, "id": cid,
+                          "application_id": self.app_id, "type": kind, "version": self._snowflake(),
                           "description": sent.get("description", "")} | ({"guild_id": guild} if guild else {})
         return 200, list(store.values())
 
@@ -520,30 +531,28 @@ class FakeDiscord:
     def _channel_message(self, req: _Request) -> Json:
         self._channel(req.params["channel"])
         msg = self._messages.get(req.params["message"])
-        if msg is None or msg["channel_id"] != req.params["channel"] or self._hidden(msg):
+        if msg is None or msg["channel_id"] != req.params["channel"] or _hidden(msg):
             raise ApiError(404, 10008, "Unknown Message")
         return msg
 
     async def _post_message(self, req: _Request) -> tuple[int, Any]:
+        """The bot's own message; Discord echoes it as MESSAGE_CREATE, and so does the fake."""
         channel_id = self._channel(req.params["channel"])["id"]
         self._check_size(req.files, self.filesize_limit)
         body = req.json or {}
-        msg = self._new_message(channel_id, self.bot_user, body, await self._new_attachments(channel_id, body, req))
+        attachments = await self._new_attachments(channel_id, body, req)
+        msg = self._new_message(channel_id, self.bot_user, body, attachments)
         if ref := body.get("message_reference"):
             target = self._messages.get(str(ref.get("message_id")))
             if target is None and ref.get("fail_if_not_exists", True):
                 raise ApiError(400, 50035, "Invalid Form Body: Unknown message")
             if target is not None:
-                msg["type"] = 19
-                msg["message_reference"] = {"type": 0, "message_id": target["id"], "channel_id": channel_id,
-                                            "guild_id": self.guild_id}
-                msg["referenced_message"] = {k: v for k, v in target.items() if k != "referenced_message"}
+                msg |= reply_fields(target, self.guild_id)
         return 200, await self._publish(msg)
 
     async def _get_message(self, req: _Request) -> tuple[int, Any]:
-        msg = self._channel_message(req)
         intents = self._sessions[-1].intents if self._sessions else MESSAGE_CONTENT
-        return 200, self._visible_to(msg, intents)
+        return 200, visible_to(self._channel_message(req), intents, self.app_id)
 
     async def _patch_message(self, req: _Request) -> tuple[int, Any]:
         msg = self._channel_message(req)
@@ -561,38 +570,36 @@ class FakeDiscord:
         return 204, None
 
     async def _callback(self, req: _Request) -> tuple[int, Any]:
-        """The initial response: exactly once per interaction (40060 after that)."""
+        """The initial response, once per interaction; `?with_response=1` gets the callback resource."""
         rec = next((i for i in self.interactions if i.id == req.params["interaction"]), None)
         if rec is None or rec.token != req.params["token"] or rec.expired:
             raise ApiError(404, 10062, "Unknown interaction")
         if rec.acked:
             raise ApiError(400, 40060, "Interaction has already been acknowledged.")
-        body = req.json or {}
-        kind, data = body.get("type"), body.get("data") or {}
+        kind, data = (req.json or {}).get("type"), (req.json or {}).get("data") or {}
         channel_id = rec.payload["channel_id"]
         self._check_size(req.files, rec.attachment_size_limit)
         msg: Json | None = None
-        if kind in (4, 5):
+        if kind in (4, 5):  # message, or deferred "thinking…" placeholder
             rec.flags = int(data.get("flags") or 0) & EPHEMERAL
-            content = data if kind == 4 else {"flags": rec.flags | LOADING}
-            attachments = await self._new_attachments(channel_id, content, req) if kind == 4 else []
-            msg = self._new_message(channel_id, self.bot_user, content, attachments, interaction=rec)
-            await self._publish(msg)
-        elif kind in (6, 7) and "message" in rec.payload:
+            body = data if kind == 4 else {"flags": rec.flags | LOADING}
+            attachments = await self._new_attachments(channel_id, body, req) if kind == 4 else []
+            msg = await self._publish(self._new_message(channel_id, self.bot_user, body, attachments, rec))
+        elif kind in (6, 7) and "message" in rec.payload:  # component: (deferred) update of its message
             msg = self._messages.get(rec.payload["message"]["id"])
             if msg is None:
                 raise ApiError(404, 10008, "Unknown Message")
             if kind == 7:
-                await self._edit(msg, _Request(req.method, req.path, req.params, req.query, data, req.files))
+                await self._edit(msg, _Request(req.path, req.params, req.query, data, req.files))
         elif kind == 9:
             rec.modal = data
         else:
-            raise ApiError(400, 50035, f"Invalid Form Body: response type {kind} not valid here")
+            raise ApiError(400, 50035, f"Invalid Form Body: response type {kind} is not valid here")
         rec.response_type, rec.original = kind, msg
-        if req.query.get("with_response") not in ("1", "true", "True"):
+        if req.query.get("with_response") not in _TRUE:
             return 204, None
-        answer: Json = {"interaction": {"id": rec.id, "type": rec.type, "response_message_id": msg and msg["id"],
-                                        "response_message_loading": kind == 5,
+        answer: Json = {"interaction": {"id": rec.id, "type": rec.type, "response_message_loading": kind == 5,
+                                        "response_message_id": msg and msg["id"],
                                         "response_message_ephemeral": rec.ephemeral}}
         if msg is not None:
             answer["resource"] = {"type": kind} | ({"message": msg} if kind != 6 else {})
@@ -621,11 +628,10 @@ class FakeDiscord:
             raise ApiError(404, 10015, "Unknown Webhook")  # followups need the initial response first
         self._check_size(req.files, rec.attachment_size_limit)
         body, channel_id = req.json or {}, rec.payload["channel_id"]
-        msg = self._new_message(channel_id, self.bot_user, body | {"flags": int(body.get("flags") or 0)},
-                                await self._new_attachments(channel_id, body, req), interaction=rec)
+        attachments = await self._new_attachments(channel_id, body, req)
+        msg = await self._publish(self._new_message(channel_id, self.bot_user, body, attachments, rec))
         rec.followups.append(msg)
-        await self._publish(msg)
-        return (200, msg) if req.query.get("wait") in ("1", "true", "True") else (204, None)
+        return (200, msg) if req.query.get("wait") in _TRUE else (204, None)
 
     async def _get_webhook_message(self, req: _Request) -> tuple[int, Any]:
         return 200, self._webhook_message(req)[1]
@@ -642,32 +648,18 @@ class FakeDiscord:
             rec.original = None
         return 204, None
 
-
-    def _snowflake(self) -> str:
-        self._next_seq += 1
-        return str(((int(time.time() * 1000) - _DISCORD_EPOCH_MS) << 22) | (self._next_seq & 0x3FFFFF))
-
-    def _hidden(self, msg: Json) -> bool:
-        return bool(msg["flags"] & EPHEMERAL)
-
-    def _new_message(self, channel_id: str, author: FakeUser, body: Json, attachments: list[Json], *,
-                     mentions: Iterable[FakeUser] = (), interaction: FakeInteraction | None = None) -> Json:
+    def _new_message(self, channel_id: str, author: FakeUser, body: Json, attachments: list[Json],
+                     interaction: FakeInteraction | None = None, *,
+                     mentions: Iterable[FakeUser] = ()) -> Json:
         content = body.get("content") or ""
-        mentioned = {u.id: u for u in mentions}
-        mentioned.update({u.id: u for u in self.members if re.search(rf"<@!?{u.id}>", content)})
-        msg: Json = {
-            "id": self._snowflake(), "channel_id": channel_id, "guild_id": self.guild_id,
-            "author": author.payload(), "member": member_payload(), "content": content, "timestamp": now_iso(),
-            "edited_timestamp": None, "tts": bool(body.get("tts")), "mention_everyone": False,
-            "mentions": [u.payload() for u in mentioned.values()], "mention_roles": [],
-            "attachments": attachments, "embeds": body.get("embeds") or [],
-            "components": body.get("components") or [], "pinned": False, "type": 0,
-            "flags": int(body.get("flags") or 0),
-        }
+        mentioned = {u.id: u for u in mentions} | {
+            u.id: u for u in self.members if re.search(rf"<@!?{u.id}>", content)}
+        msg = message_payload(self._snowflake(), channel_id, self.guild_id, author, body, attachments,
+                              list(mentioned.values()))
         if interaction is not None:
             command_type = interaction.payload["data"].get("type") if interaction.type == 2 else None
             msg |= {"webhook_id": self.app_id, "application_id": self.app_id,
-                    "type": {1: 20, 2: 23, 3: 23}.get(command_type or 0, 0),  # CHAT_INPUT / CONTEXT_MENU
+                    "type": {1: 20, 2: 23, 3: 23}.get(command_type or 0, 0),  # CHAT_INPUT, CONTEXT_MENU
                     "interaction_metadata": {"id": interaction.id, "type": interaction.type,
                                              "user": interaction.user.payload(),
                                              "authorizing_integration_owners": {"0": self.guild_id}}}
@@ -675,16 +667,16 @@ class FakeDiscord:
 
     async def _publish(self, msg: Json) -> Json:
         self._messages[msg["id"]] = msg
-        if not self._hidden(msg):
+        if not _hidden(msg):
             await self._dispatch("MESSAGE_CREATE", msg, intent=GUILD_MESSAGES)
         return msg
 
     async def _edit(self, msg: Json, req: _Request) -> Json:
-        """Apply a PATCH body in place; `attachments` lists the ones to keep plus new `files[n]` entries."""
+        """Apply a PATCH body in place; its `attachments` lists the ones to keep plus new `files[n]`."""
         body = req.json or {}
-        for key in ("content", "embeds", "components"):
+        for key, empty in (("content", ""), ("embeds", []), ("components", [])):
             if key in body:
-                msg[key] = body[key] if body[key] is not None else ([] if key != "content" else "")
+                msg[key] = body[key] if body[key] is not None else empty
         if "attachments" in body or req.files:
             kept = {a["id"]: a for a in msg["attachments"]}
             entries = body.get("attachments") or []
@@ -694,13 +686,13 @@ class FakeDiscord:
             msg["attachments"] = (old + new) if "attachments" in body else msg["attachments"] + new
         msg["flags"] = (msg["flags"] & ~LOADING) | (int(body.get("flags") or 0) & ~EPHEMERAL)
         msg["edited_timestamp"] = now_iso()
-        if not self._hidden(msg):
+        if not _hidden(msg):
             await self._dispatch("MESSAGE_UPDATE", msg, intent=GUILD_MESSAGES)
         return msg
 
     async def _remove(self, msg: Json) -> None:
         del self._messages[msg["id"]]
-        if not self._hidden(msg):
+        if not _hidden(msg):
             event = {"id": msg["id"], "channel_id": msg["channel_id"], "guild_id": self.guild_id}
             await self._dispatch("MESSAGE_DELETE", event, intent=GUILD_MESSAGES)
 
@@ -709,7 +701,7 @@ class FakeDiscord:
             raise ApiError(413, 40005, "Request entity too large")
 
     async def _new_attachments(self, channel_id: str, body: Json, req: _Request) -> list[Json]:
-        """Attachments for `files[n]` parts, in the order of the payload's `attachments` entries."""
+        """Attachments for the `files[n]` parts, in the order of the payload's `attachments` entries."""
         by_index = {f.index: f for f in req.files}
         entries = body.get("attachments") or [{"id": f.index} for f in req.files]
         result = []
@@ -723,7 +715,7 @@ class FakeDiscord:
 
     async def _attachment(self, channel_id: str, upload: UploadedFile, filename: str | None = None,
                           description: str | None = None) -> Json:
-        """Store bytes on the fake CDN; content type and size come from the bytes, as on Discord."""
+        """Store the bytes on the fake CDN; like Discord, derive content type and size from the bytes."""
         attachment_id, filename = self._snowflake(), filename or upload.filename
         path = f"/attachments/{channel_id}/{attachment_id}/{filename}"
         probe = await asyncio.to_thread(probe_image, upload.data)
@@ -739,6 +731,7 @@ class FakeDiscord:
         return attachment
 
     def _command(self, name: str, kind: int, guild_id: str | None) -> tuple[Json, str | None]:
+        """The synced command and its scope (guild id, or None for global); guild commands win."""
         guild_id = guild_id or self.guild_id
         if guild_id != self.guild_id:
             raise ValueError(f"the fake has one guild, {self.guild_id}")
@@ -750,10 +743,9 @@ class FakeDiscord:
 
     async def _option(self, defined: Json, value: Any, resolved: Json) -> Json:
         kind = defined["type"]
-        if kind == 11:
+        if kind == 11:  # attachment: uploaded by the user, described in data.resolved
             filename, data = value
-            upload = UploadedFile(0, filename, data, "application/octet-stream")
-            attachment = await self._attachment(self.channel_id, upload)
+            attachment = await self._attachment(self.channel_id, UploadedFile(0, filename, data, ""))
             resolved.setdefault("attachments", {})[attachment["id"]] = attachment
             value = attachment["id"]
         elif kind == 6:
@@ -780,10 +772,9 @@ class FakeDiscord:
             "token": f"itok.{interaction_id}.{secrets.token_urlsafe(16)}", "version": 1,
             "guild_id": self.guild_id, "guild": {"id": self.guild_id, "locale": "en-US", "features": []},
             "channel_id": self.channel_id, "channel": channel_payload(self.channel_id, self.guild_id),
-            "member": member_payload(user, permissions=True),
-            "locale": "en-US", "guild_locale": "en-US", "app_permissions": MEMBER_PERMISSIONS,
-            "entitlements": [], "authorizing_integration_owners": {"0": self.guild_id}, "context": 0,
-            "attachment_size_limit": limit,
+            "member": member_payload(user, permissions=True), "locale": "en-US", "guild_locale": "en-US",
+            "app_permissions": MEMBER_PERMISSIONS, "entitlements": [], "context": 0,
+            "authorizing_integration_owners": {"0": self.guild_id}, "attachment_size_limit": limit,
         }
         if message is not None:
             payload["message"] = message
@@ -792,3 +783,7 @@ class FakeDiscord:
         await self._dispatch("INTERACTION_CREATE", payload)
         await self._notify()
         return rec
+
+
+def _hidden(msg: Json) -> bool:
+    return bool(msg["flags"] & EPHEMERAL)

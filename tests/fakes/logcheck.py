@@ -9,7 +9,9 @@ import pytest
 __all__ = ["assert_no_error_logs", "error_records"]
 
 
-def error_records(caplog: pytest.LogCaptureFixture, *prefixes: str, level: int = logging.ERROR) -> list[logging.LogRecord]:
+def error_records(
+    caplog: pytest.LogCaptureFixture, *prefixes: str, level: int = logging.ERROR
+) -> list[logging.LogRecord]:
     """Records of the test's call phase from loggers named `prefix` or `prefix.*`, at `level` or above.
 
     Reads `caplog.get_records("call")`: in a fixture's teardown `caplog.records` holds only teardown.
@@ -20,9 +22,12 @@ def error_records(caplog: pytest.LogCaptureFixture, *prefixes: str, level: int =
     ]
 
 
-def assert_no_error_logs(caplog: pytest.LogCaptureFixture, *prefixes: str, level: int = logging.ERROR) -> None:
+def assert_no_error_logs(
+    caplog: pytest.LogCaptureFixture, *prefixes: str, level: int = logging.ERROR
+) -> None:
     """Fail the test when any of those loggers logged at `level` or above (e.g. "discord", "aiogram")."""
     found = error_records(caplog, *prefixes, level=level)
     if found:
-        lines = "\n".join(f"{r.name} {r.levelname}: {r.getMessage()}" for r in found)
+        lines = "\n".join(f"{r.name} {r.levelname}: {r.getMessage()}" + (
+            f" ({r.exc_info[1]!r})" if r.exc_info and r.exc_info[1] else "") for r in found)
         pytest.fail(f"error logs from {', '.join(prefixes)}:\n{lines}", pytrace=False)

@@ -114,7 +114,7 @@ def test_validation_errors_name_key_and_accepted_values(tmp_path: Path, image_ge
 
 
 def test_bad_ssrf_whitelist_entry(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="tools.ssrfWhitelist.*'not-a-cidr' is not a CIDR"):
+    with pytest.raises(ConfigError, match=r"tools.ssrfWhitelist.*'not-a-cidr' is not a CIDR"):
         load_config(write(tmp_path, {"tools": {"ssrfWhitelist": ["not-a-cidr"]}}), env_file=None)
 
 
@@ -127,7 +127,7 @@ def test_ids_compare_as_strings_and_disabled_bot_needs_nothing(tmp_path: Path) -
 
 
 def test_public_api_host_needs_a_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="bots.api.*not loopback; set bots.api.apiKey"):
+    with pytest.raises(ConfigError, match=r"bots.api.*not loopback; set bots.api.apiKey"):
         load_config(write(tmp_path, {"bots": {"api": {"enabled": True, "host": "0.0.0.0"}}}), env_file=None)
 
 
