@@ -13,11 +13,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from core.artifacts import ArtifactStore
 from core.config import AppConfig
+from core.db import Database
 from core.jobs import JobLedger
 from core.net import ImageDownloader, create_client
 from core.provider import ImageProvider
 from core.service import ImageService
-from core.state import ChatState, Database
+from core.state import ChatState
 
 __all__ = ["FrontEnd", "build_providers", "enabled_front_ends", "open_service", "run_front_ends"]
 

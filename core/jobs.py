@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from core.state import Database, utc_timestamp
+from core.db import Database, utc_timestamp
 
 __all__ = ["TERMINAL", "JobLedger", "JobRecord", "JobStatus"]
 

@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import discord
@@ -34,12 +35,16 @@ class AgainButton(discord.ui.DynamicItem[_Button], template=r"again:(?P<artifact
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: _Button, match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> AgainButton:
         return cls(match["artifact"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await interaction.response.send_message(f"again {self.artifact} for {interaction.user.name}")
+        """Mark the clicked message (an UPDATE_MESSAGE response), then send the new image as a followup."""
+        assert interaction.message is not None
+        await interaction.response.edit_message(content=f"{interaction.message.content} (again)")
+        await interaction.followup.send(f"again {self.artifact} for {interaction.user.name}",
+                                        file=discord.File(io.BytesIO(PNG), "again.png"))
 
 
 class PromptModal(discord.ui.Modal, title="Edit image"):
@@ -58,7 +63,7 @@ class PromptModal(discord.ui.Modal, title="Edit image"):
         await interaction.response.send_message(text)
 
 
-def _commands() -> list[app_commands.Command[None, ..., None] | app_commands.ContextMenu]:
+def _commands() -> list[app_commands.Command[Any, ..., None] | app_commands.ContextMenu]:
     """Fresh command objects per client: each exercises one wire path the real front-end will use."""
 
     @app_commands.command()
@@ -247,8 +252,10 @@ async def test_dynamic_button_is_handled_after_a_client_restart(
     with pytest.raises(LookupError):
         await fake.click_button(fake.bob, result, "again:nope")
     click = await fake.click_button(fake.bob, result, "again:a1")
-    answer = await fake.original_response(click)
-    assert answer["content"] == "again a1 for bob"
+    (followup,) = await fake.wait_for(lambda: click.followups)
+    assert followup["content"] == "again a1 for bob" and followup["attachments"][0]["filename"] == "again.png"
+    assert click.response_type == 7 and click.original is result  # the clicked message itself was edited
+    assert result["content"] == "drew a fox (again)" and result["components"]
 
 
 async def test_reply_resolves_the_reference_or_fetches_it(fake: FakeDiscord, start_bot: StartBot) -> None:
@@ -300,3 +307,18 @@ async def test_faults_double_ack_expiry_and_unknown_routes(fake: FakeDiscord, st
         assert late.status == 401 and (await late.json())["code"] == 50027
         unknown = await http.get("no/such/route")
         assert unknown.status == 404 and unknown.headers["Content-Type"] == "application/json"
+
+
+async def test_message_content_needs_the_intent_granted_or_a_mention(
+    fake: FakeDiscord, start_bot: StartBot
+) -> None:
+    fake.message_content_granted = False  # the developer-portal switch is off
+    client = await start_bot()
+    seen = asyncio.create_task(client.wait_for("message", check=lambda m: not m.author.bot))
+    await fake.send_user_message(fake.alice, "hello there", files=[("cat.png", PNG)])
+    plain = await asyncio.wait_for(seen, 5)
+    assert (plain.content, plain.attachments) == ("", [])
+    seen = asyncio.create_task(client.wait_for("message", check=lambda m: not m.author.bot))
+    await fake.send_user_message(fake.alice, f"<@{fake.app_id}> hello", files=[("cat.png", PNG)])
+    mentioned = await asyncio.wait_for(seen, 5)
+    assert mentioned.content.endswith("hello") and mentioned.attachments[0].filename == "cat.png"

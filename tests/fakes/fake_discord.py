@@ -199,7 +199,7 @@ class FakeDiscord:
     ) -> list[RestCall]: ...
     @overload
     async def wait_for(
-        self, what: Callable[[], T], *, count: int = 1, timeout: float = 5.0  # noqa: ASYNC109
+        self, what: Callable[[], T | None], *, count: int = 1, timeout: float = 5.0  # noqa: ASYNC109
     ) -> T: ...
 
     async def wait_for(

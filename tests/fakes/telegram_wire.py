@@ -182,7 +182,7 @@ def decode_form(fields: dict[str, Any]) -> Json:
             except ValueError:
                 pass  # e.g. chat_id="@channel"
         out[key] = value
-    return out
+    return out[::-1]
 
 
 async def read_multipart(reader: aiohttp.MultipartReader, limit: int) -> tuple[Json, dict[str, Upload]]:
@@ -236,4 +236,4 @@ def render_photo(data: bytes) -> list[tuple[int, int, bytes]]:
         buf = io.BytesIO()
         sized.save(buf, "JPEG", quality=87)
         out.append((sized.width, sized.height, buf.getvalue()))
-    return out
+    return out[::-1]

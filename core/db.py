@@ -1,0 +1,216 @@
+"""The state database: one SQLite file in WAL mode, its schema and migrations, and a single
+worker thread that runs every statement off the event loop, serialised."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import traceback
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Final, TypeVar
+
+from core.errors import InternalError
+
+__all__ = ["SCHEMA_VERSION", "Database", "open_database", "utc_timestamp"]
+
+T = TypeVar("T")
+
+#: Bumped by every schema change; ``Database.open`` migrates older files step by step.
+SCHEMA_VERSION: Final = 1
+_MEMORY: Final = ":memory:"
+_BUSY_TIMEOUT_MS: Final = 5000
+
+# Version 1. CREATE ... IF NOT EXISTS so a half-initialised file is completed, never an error.
+_SCHEMA_V1: Final = (
+    """CREATE TABLE IF NOT EXISTS chats (
+        chat_key TEXT PRIMARY KEY,
+        last_artifact_id TEXT,
+        aspect_ratio TEXT,
+        count INTEGER,
+        delivery TEXT,
+        updated_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS artifacts (
+        seq INTEGER PRIMARY KEY,
+        artifact_id TEXT NOT NULL UNIQUE,
+        chat_key TEXT NOT NULL,
+        job_id TEXT,
+        prompt TEXT NOT NULL,
+        path TEXT NOT NULL,
+        created_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS artifacts_by_chat ON artifacts (chat_key, seq)",
+    """CREATE TABLE IF NOT EXISTS messages (
+        chat_key TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        artifact_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (chat_key, message_id)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS usage (
+        user_key TEXT NOT NULL,
+        day TEXT NOT NULL,
+        used INTEGER NOT NULL,
+        PRIMARY KEY (user_key, day)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS jobs (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        chat_key TEXT NOT NULL,
+        user_key TEXT,
+        status TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        requested INTEGER NOT NULL,
+        request TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        artifact_ids TEXT NOT NULL,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq)",
+)
+#: _MIGRATIONS[n] takes a file from user_version n to n + 1.
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1,)
+
+
+def utc_timestamp() -> str:
+    """Now as ISO-8601 UTC, the one timestamp format in the database."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _db_error(exc: sqlite3.Error) -> InternalError:
+    return InternalError(detail=f"state database: {type(exc).__name__}: {exc}")
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    """Open, configure and migrate; runs on the database thread."""
+    if path != _MEMORY:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves (see Database.run).
+    conn = sqlite3.connect(
+        path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        # Switching to WAL needs an exclusive lock; skip it when another process already did it.
+        if path != _MEMORY and conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _migrate(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise InternalError(
+            detail=f"state database has schema version {version}; this pixbot knows {SCHEMA_VERSION}"
+        )
+    for step in _MIGRATIONS[version:]:
+        for statement in step:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+class Database:
+    """One SQLite connection driven by one dedicated thread.
+
+    Every statement runs off the event loop, and statements from this process are serialised by
+    the single worker; other processes on the same file are handled by WAL and the busy timeout.
+    Build it with ``await Database.open(path)`` (or ``open_database``), not the constructor.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, path: str) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._closed = False
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Database:
+        """Open (creating parent directories and the schema); ``":memory:"`` for a private in-memory DB."""
+        target = str(path)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixbot-db")
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, target)
+        except sqlite3.Error as exc:
+            executor.shutdown(wait=False)
+            raise _db_error(exc) from exc
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(conn, executor, target)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """Run ``fn(conn)`` on the database thread inside one transaction; commit, or roll back if it raises.
+
+        ``write=True`` takes the write lock up front (BEGIN IMMEDIATE), so a read-modify-write in
+        ``fn`` is atomic across processes too. ``fn`` must not keep the connection or its cursors.
+        Return plain values (a returned cursor is closed first). If the awaiting task is cancelled
+        after ``fn`` started, the transaction still completes.
+        SQLite failures surface as ``InternalError`` (the cause is chained and in ``detail``).
+        """
+        if self._closed:
+            raise InternalError(detail="state database is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn, write)
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = fn(conn)
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                # Free fn's locals (cursors among them) here, not on the loop thread: see below.
+                traceback.clear_frames(exc.__traceback__)
+                raise
+            if isinstance(result, sqlite3.Cursor):
+                # A cursor freed on the loop thread would reset its statement there, racing this
+                # thread ("bad parameter or other API misuse"); close it here instead.
+                result.close()
+            conn.execute("COMMIT")
+            return result
+        except sqlite3.Error as exc:
+            raise _db_error(exc) from exc
+
+    async def close(self) -> None:
+        """Finish the statements already queued, then close the connection. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+@asynccontextmanager
+async def open_database(path: Path | str) -> AsyncIterator[Database]:
+    """``async with open_database(config.state_path) as db:`` for the composition root."""
+    db = await Database.open(path)
+    try:
+        yield db
+    finally:
+        await db.close()
