@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from types import ModuleType
 
 from core.artifacts import ArtifactStore
 from core.config import AppConfig
@@ -22,6 +25,12 @@ from core.state import ChatState
 
 __all__ = ["FrontEnd", "build_providers", "enabled_front_ends", "open_service", "run_front_ends"]
 
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 log = logging.getLogger(__name__)
 
 #: A front-end runs until ``stop`` is set, then returns after shutting down cleanly.
@@ -29,20 +38,56 @@ FrontEnd = Callable[[AppConfig, ImageService, asyncio.Event], Awaitable[None]]
 
 
 def build_providers(config: AppConfig, stack: AsyncExitStack) -> dict[str, ImageProvider]:
-    """One adapter per registered provider, each with its own reused httpx client and downloader."""
+    """One adapter per registered provider; each configured one has its own reused httpx client and
+    downloader. Unconfigured ones (``missing()`` non-empty: never called) share one idle pair, because
+    every client loads the CA bundle (~20 ms each), which dominated ``pixbot`` start-up."""
+    from providers.base import HttpProvider
     from providers.registry import PROVIDERS
 
     providers: dict[str, ImageProvider] = {}
     whitelist = config.tools.ssrf_whitelist
+    idle_client = create_client(timeout=HttpProvider.default_timeout)
+    stack.push_async_callback(idle_client.aclose)
+    idle_downloader = ImageDownloader(whitelist=whitelist)
+    stack.push_async_callback(idle_downloader.aclose)
     for name, cls in PROVIDERS.items():
         provider_cfg = config.provider(name)
-        timeout = provider_cfg.timeout or cls.default_timeout
-        client = create_client(timeout=timeout, proxy=provider_cfg.proxy)
-        stack.push_async_callback(client.aclose)
-        downloader = ImageDownloader(whitelist=whitelist, proxy=provider_cfg.proxy, timeout=timeout)
-        stack.push_async_callback(downloader.aclose)
-        providers[name] = cls(provider_cfg, client, downloader)
+        adapter = cls(provider_cfg, idle_client, idle_downloader)
+        if not adapter.missing():
+            timeout = provider_cfg.timeout or cls.default_timeout
+            client = create_client(timeout=timeout, proxy=provider_cfg.proxy)
+            stack.push_async_callback(client.aclose)
+            downloader = ImageDownloader(whitelist=whitelist, proxy=provider_cfg.proxy, timeout=timeout)
+            stack.push_async_callback(downloader.aclose)
+            adapter = cls(provider_cfg, client, downloader)
+        providers[name] = adapter
     return providers
+
+
+def _claim_data_dir(lock_path: Path) -> tuple[int | None, bool]:
+    """Hold ``<dataDir>/pixbot.lock`` for this process's lifetime; True when no other pixbot process
+    uses the data dir. Every process keeps a shared lock, so an exclusive one succeeds only when this
+    process is alone; the kernel drops the lock when a process dies. Blocking: run it in a thread."""
+    if fcntl is None:  # no flock (Windows): assume alone, as a single bot process is
+        return None, True
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd, True
+        except BlockingIOError:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while another process is recovering
+            return fd, False
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _share(fd: int | None) -> None:
+    """Downgrade to the shared lock once recovery is done, so later processes see this one."""
+    if fd is not None and fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_SH)
 
 
 @asynccontextmanager
@@ -50,15 +95,24 @@ async def open_service(config: AppConfig) -> AsyncIterator[ImageService]:
     async with AsyncExitStack() as stack:
         providers = build_providers(config, stack)
         store = ArtifactStore(config.media_dir, config.image.save_dir, max_pixels=config.limits.max_pixels)
+        lock_fd, alone = await asyncio.to_thread(_claim_data_dir, config.data_dir / "pixbot.lock")
+        if lock_fd is not None:
+            stack.callback(os.close, lock_fd)
         db = await Database.open(config.state_path)
         stack.push_async_callback(db.close)
         service = ImageService(config, providers, store, ChatState(db), JobLedger(db))
         swept = await store.sweep_temp()
         if swept:
             log.info("removed %d partial files left by a crash", swept)
-        settled = await service.recover()
-        if settled:
-            log.info("settled %d jobs interrupted by the last shutdown", settled)
+        # Jobs still "generating" are interrupted only if no other pixbot process (a running bot, another
+        # CLI call) is alive on this data dir; otherwise they may be its live jobs, so leave them be.
+        if alone:
+            settled = await service.recover()
+            if settled:
+                log.info("settled %d jobs interrupted by the last shutdown", settled)
+            await asyncio.to_thread(_share, lock_fd)
+        else:
+            log.debug("another pixbot process uses %s; not settling its jobs", config.data_dir)
         yield service
 
 

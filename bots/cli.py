@@ -13,13 +13,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from core.artifacts import is_artifact_id
 from core.config import AppConfig, load_config
-from core.errors import ConfigError, InvalidRequest, PixbotError, Unsupported
+from core.errors import BadImage, ConfigError, InvalidRequest, PixbotError, Unsupported
 from core.models import ChatRef, ImageRequest, JobResult, Reference
 
 __all__ = ["main"]
-
-_ARTIFACT_ID = "img_"
 
 
 class _UsageError(Exception):
@@ -115,8 +114,8 @@ async def _generate(config: AppConfig, args: argparse.Namespace) -> int:
     from bots.app import open_service
 
     refs = tuple(
-        Reference(artifact_id=value) if value.startswith(_ARTIFACT_ID) and "/" not in value
-        else Reference(path=value, trusted=True)
+        # Only the exact id form is an id, so a file such as ``img_ab12cd34ef56.png`` stays a path.
+        Reference(artifact_id=value) if is_artifact_id(value) else Reference(path=value, trusted=True)
         for value in args.ref)
     mode = "edit" if args.edit_last else "auto"
     request = ImageRequest(prompt=args.prompt, chat=ChatRef.from_key(args.chat, user_id="operator"),
@@ -125,7 +124,8 @@ async def _generate(config: AppConfig, args: argparse.Namespace) -> int:
     async with open_service(config) as service:
         try:
             result = await service.submit(request, enforce_limits=False)
-        except (InvalidRequest, Unsupported) as exc:
+        except (InvalidRequest, Unsupported, BadImage) as exc:
+            # Raised before any provider call (submit's pre-flight): bad input, so a usage error.
             raise _UsageError(str(exc)) from None
         except PixbotError as exc:
             _print_failure(exc, args.json)

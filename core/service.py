@@ -149,7 +149,9 @@ class ImageService:
         image_cfg, limits = self.config.image, self.config.limits
         prompt = validate_prompt(request.prompt, limits.max_prompt_chars)
         settings = await self.state.settings(request.chat.key)
-        count = validate_count(request.count or settings.count or 1, image_cfg.max_images_per_turn)
+        # ``count=0`` is a request for zero images (refused), not "the default".
+        wanted_count = request.count if request.count is not None else (settings.count or 1)
+        count = validate_count(wanted_count, image_cfg.max_images_per_turn)
         chat_ratio = request.aspect_ratio or settings.aspect_ratio
         ratio = validate_ratio(chat_ratio) if chat_ratio else (image_cfg.default_aspect_ratio or None)
         size = validate_size(request.size) if request.size else (image_cfg.default_image_size or None)

@@ -106,9 +106,9 @@ def _commands() -> list[app_commands.Command[Any, ..., None] | app_commands.Cont
 class TinyBot(discord.Client):
     """Just enough bot for the tests: guild commands, a dynamic button, a reply gesture."""
 
-    def __init__(self, guild_id: str, *, sync: bool) -> None:
+    def __init__(self, guild_id: str, *, sync: bool, message_content: bool = True) -> None:
         intents = discord.Intents.default()
-        intents.message_content = True
+        intents.message_content = message_content
         super().__init__(intents=intents, guild_ready_timeout=0.05)
         self.guild = discord.Object(int(guild_id))
         self.sync = sync
@@ -162,8 +162,8 @@ async def bots(fake: FakeDiscord) -> AsyncIterator[dict[TinyBot, asyncio.Task[No
 
 @pytest.fixture
 def start_bot(fake: FakeDiscord, bots: dict[TinyBot, asyncio.Task[None]]) -> StartBot:
-    async def start(*, sync: bool = True) -> TinyBot:
-        client = TinyBot(fake.guild_id, sync=sync)
+    async def start(*, sync: bool = True, message_content: bool = True) -> TinyBot:
+        client = TinyBot(fake.guild_id, sync=sync, message_content=message_content)
         await client.login(fake.token)
         bots[client] = asyncio.create_task(client.connect(reconnect=False))
         await asyncio.wait_for(client.wait_until_ready(), 5)
@@ -313,7 +313,7 @@ async def test_message_content_needs_the_intent_granted_or_a_mention(
     fake: FakeDiscord, start_bot: StartBot
 ) -> None:
     fake.message_content_granted = False  # the developer-portal switch is off
-    client = await start_bot()
+    client = await start_bot(message_content=False)
     seen = asyncio.create_task(client.wait_for("message", check=lambda m: not m.author.bot))
     await fake.send_user_message(fake.alice, "hello there", files=[("cat.png", PNG)])
     plain = await asyncio.wait_for(seen, 5)
@@ -322,3 +322,31 @@ async def test_message_content_needs_the_intent_granted_or_a_mention(
     await fake.send_user_message(fake.alice, f"<@{fake.app_id}> hello", files=[("cat.png", PNG)])
     mentioned = await asyncio.wait_for(seen, 5)
     assert mentioned.content.endswith("hello") and mentioned.attachments[0].filename == "cat.png"
+
+
+async def test_asking_for_an_ungranted_privileged_intent_closes_the_gateway_with_4014(
+    fake: FakeDiscord,
+) -> None:
+    fake.message_content_granted = False
+    client = TinyBot(fake.guild_id, sync=False, message_content=True)
+    await client.login(fake.token)
+    with pytest.raises(discord.PrivilegedIntentsRequired):
+        await asyncio.wait_for(client.connect(reconnect=True), 5)  # reconnect=True: what `Client.start` does
+    await client.close()
+    assert fake.identifies[0]["intents"] & _MESSAGE_CONTENT
+
+
+async def test_roles_reach_the_guild_cache_interactions_and_messages(fake: FakeDiscord, start_bot: StartBot) -> None:
+    artist = fake.add_role("artist")
+    fake.give_role(fake.bob, artist)
+    client = await start_bot()
+    guild = client.get_guild(int(fake.guild_id))
+    assert guild is not None and guild.get_role(int(artist)) is not None
+    seen = asyncio.create_task(client.wait_for("message", check=lambda m: not m.author.bot))
+    await fake.send_user_message(fake.bob, "hi")
+    message = await asyncio.wait_for(seen, 5)
+    assert isinstance(message.author, discord.Member)
+    assert [r.name for r in message.author.roles if not r.is_default()] == ["artist"]
+    rec = await fake.invoke_slash(fake.alice, "secret")
+    assert rec.payload["member"]["roles"] == []
+    assert (await fake.invoke_slash(fake.bob, "secret")).payload["member"]["roles"] == [artist]

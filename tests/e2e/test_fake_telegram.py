@@ -21,7 +21,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.filters import Command, CommandObject
-from aiogram.methods import SendMessage
+from aiogram.methods import SendPhoto
 from aiogram.types import BotCommand, BufferedInputFile, CallbackQuery, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.media_group import MediaGroupBuilder
@@ -73,12 +73,17 @@ async def polling(server: FakeTelegramServer, bot: Bot, *routers: Router) -> Asy
     task = asyncio.create_task(
         dp.start_polling(bot, handle_signals=False, polling_timeout=1, close_bot_session=False)
     )
+    started = asyncio.create_task(server.wait_for("getMe"))  # start_polling holds its lock by then
     try:
-        await server.wait_for("getMe")  # start_polling holds its lock by now, so stop_polling works
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await started
         yield dp
     finally:
-        await dp.stop_polling()
-        await task
+        started.cancel()
+        if not task.done():
+            await dp.stop_polling()
+        await task  # raises whatever made polling fail
 
 
 def _image_size(data: bytes) -> tuple[int, int]:
@@ -238,10 +243,16 @@ async def test_get_updates_honours_offset_limit_allowed_updates_and_long_polling
     assert [next(iter(u.keys() - {"update_id"})) for u in server.dropped_updates] == ["callback_query"]
 
     waiting = asyncio.create_task(bot.get_updates(offset=only_messages[-1].update_id + 1, timeout=5))
+    await server.wait_until(lambda: server.polls_waiting == 1, what="a blocked long poll")
     group_msg = await server.push_text("🎨 @pixbot_test_bot hi", chat=GROUP)
     (woken,) = await waiting
     assert woken.message is not None and woken.message.chat.type == "supergroup"
     assert group_msg["entities"] == [{"type": "mention", "offset": 3, "length": 16}]  # UTF-16 offsets
+
+    last_poll = asyncio.create_task(bot.get_updates(offset=woken.update_id + 1, timeout=30))
+    await server.wait_until(lambda: server.polls_waiting == 1, what="a blocked long poll")
+    await server.stop()  # must wake the poll, or aiohttp's cleanup would cut it off after 1 s
+    assert await last_poll == []
 
 
 async def test_wrong_token_unknown_method_and_commands(server: FakeTelegramServer, bot: Bot) -> None:
@@ -308,11 +319,12 @@ async def test_webhook_mode_delivers_updates_and_runs_returned_methods(
     router = Router()
 
     @router.message(Command("start"))
-    async def start(message: Message) -> SendMessage | None:
+    async def start(message: Message) -> SendPhoto | None:
+        photo = message.answer_photo(BufferedInputFile(png_bytes(), filename="pong.png"), caption="pong")
         if in_background:
-            await message.answer("pong")
+            await photo
             return None
-        return message.answer("pong")  # aiogram puts the method into the webhook's HTTP response
+        return photo  # aiogram puts the method, file included, into the webhook's HTTP response
 
     dp = Dispatcher()
     dp.include_router(router)
@@ -322,14 +334,18 @@ async def test_webhook_mode_delivers_updates_and_runs_returned_methods(
             await bot.get_updates()
         await server.push_text("/start")
         (delivery,) = await server.wait_for_deliveries()
-        (call,) = await server.wait_for("sendMessage")
+        (call,) = await server.wait_for("sendPhoto")
         info = await bot.get_webhook_info()
         assert await bot.delete_webhook(drop_pending_updates=True)
 
     assert delivery.status == 200 and delivery.error is None
-    assert call.ok and call.params["text"] == "pong" and call.params["chat_id"] == ALICE.id
-    expected = "application/x-www-form-urlencoded" if in_background else "multipart/form-data"
-    assert call.content_type == expected
+    assert call.ok and call.params["caption"] == "pong" and call.params["chat_id"] == ALICE.id
+    assert call.content_type == "multipart/form-data"
+    assert call.uploads[call.params["photo"].removeprefix("attach://")].filename == "pong.png"
+    assert [m["caption"] for m in server.sent_messages(ALICE.id)] == ["pong"]
+    # In reply mode no API request was made: the fake ran the method found in the webhook's response.
+    assert call.source == ("http" if in_background else "webhook_reply")
+    assert server.calls_of("sendPhoto") == [call] and call.result["photo"][-1]["width"] == 64
     assert info.url == url and info.pending_update_count == 0 and info.last_error_message is None
     assert await bot.get_updates() == []
 

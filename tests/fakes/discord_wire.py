@@ -37,6 +37,7 @@ __all__ = [
     "now_iso",
     "probe_image",
     "read_body",
+    "role_payload",
     "reply_fields",
     "visible_to",
     "walk_components",
@@ -154,9 +155,10 @@ class FakeInteraction:
         return bool(self.flags & EPHEMERAL)
 
 
-def member_payload(user: FakeUser | None = None, *, permissions: bool = False) -> Json:
+def member_payload(user: FakeUser | None = None, *, permissions: bool = False,
+                   roles: list[str] | None = None) -> Json:
     """A guild member; without `user` it is the partial form messages and resolved data carry."""
-    member: Json = {"roles": [], "joined_at": now_iso(), "deaf": False, "mute": False, "flags": 0,
+    member: Json = {"roles": list(roles or []), "joined_at": now_iso(), "deaf": False, "mute": False, "flags": 0,
                     "nick": None, "avatar": None, "pending": False}
     if user is not None:
         member["user"] = user.payload()
@@ -172,20 +174,28 @@ def channel_payload(channel_id: str, guild_id: str, name: str = "art") -> Json:
 
 
 def guild_payload(guild_id: str, channels: list[Json], members: list[FakeUser], *, owner_id: str,
-                  premium_tier: int, member_count: int) -> Json:
-    """A full GUILD_CREATE guild: @everyone may use the bot, `premium_tier` sets the upload limit."""
-    everyone = {"id": guild_id, "name": "@everyone", "permissions": MEMBER_PERMISSIONS, "position": 0,
-                "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
+                  premium_tier: int, member_count: int, roles: dict[str, str] | None = None,
+                  member_roles: dict[str, list[str]] | None = None) -> Json:
+    """A full GUILD_CREATE guild: @everyone may use the bot, `premium_tier` sets the upload limit;
+    `roles` (id -> name) are extra roles and `member_roles` (user id -> role ids) who holds them."""
+    everyone = role_payload(guild_id, "@everyone", 0)
+    extra = [role_payload(rid, name, i + 1) for i, (rid, name) in enumerate((roles or {}).items())]
+    held = member_roles or {}
     return {
         "id": guild_id, "name": "Fake Guild", "icon": None, "owner_id": owner_id, "features": [],
-        "premium_tier": premium_tier, "premium_subscription_count": 0, "roles": [everyone],
+        "premium_tier": premium_tier, "premium_subscription_count": 0, "roles": [everyone, *extra],
         "channels": channels,
-        "members": [member_payload(u) for u in members], "member_count": member_count, "emojis": [],
+        "members": [member_payload(u, roles=held.get(u.id)) for u in members], "member_count": member_count, "emojis": [],
         "stickers": [], "large": False, "unavailable": False, "joined_at": now_iso(), "threads": [],
         "voice_states": [], "presences": [], "preferred_locale": "en-US", "verification_level": 0,
         "mfa_level": 0, "default_message_notifications": 0, "explicit_content_filter": 0, "nsfw_level": 0,
         "afk_timeout": 300, "system_channel_flags": 0, "stage_instances": [], "guild_scheduled_events": [],
     }
+
+
+def role_payload(role_id: str, name: str, position: int) -> Json:
+    return {"id": role_id, "name": name, "permissions": MEMBER_PERMISSIONS, "position": position, "color": 0,
+            "hoist": False, "managed": False, "mentionable": False, "flags": 0}
 
 
 def message_payload(message_id: str, channel_id: str, guild_id: str, author: FakeUser, body: Json,

@@ -12,7 +12,8 @@ interaction records (`FakeInteraction.original`). Every wait is `await fake.wait
 
 Modelled: the interaction lifecycle (one ack, then 40060; token expiry on demand), per-request upload limits
 (guild boost tier, or the interaction's `attachment_size_limit`) with 413/40005, the Guild Messages and
-Message Content intents on message events, Discord's JSON error bodies. Not modelled: permissions, rate
+Message Content intents on message events (and gateway close 4014 when the privileged one is asked for but
+not granted), guild roles, Discord's JSON error bodies. Not modelled: permissions, rate
 limits, threads, DMs, subcommands, several guilds. A followup after a deferred response is a new message
 (use `edit_original_response` for the first result). Error texts are approximate; statuses and codes are not.
 """
@@ -110,8 +111,11 @@ _Handler = Callable[[_Request], Awaitable[tuple[int, Any]]]
 class FakeDiscord:
     """Discord on 127.0.0.1: `await start()`, point discord.py at it, drive it, assert, `await stop()`.
 
-    `message_content_granted=False` models the portal switch being off: the intent is dropped even if
-    IDENTIFY asks for it. `premium_tier` is read when the bot connects and at every upload.
+    `message_content_granted=False` models the portal switch being off: an IDENTIFY that asks for the
+    intent is closed with 4014 "Disallowed intent(s)", as Discord does; without it, message content is
+    blanked (`visible_to`). `premium_tier` is read when the bot connects and at every upload. Roles made
+    with `add_role` and handed out with `give_role` before the bot connects are in its GUILD_CREATE, and
+    members carry them in messages and interactions.
     """
 
     def __init__(self, *, premium_tier: int = 0, message_content_granted: bool = True) -> None:
@@ -124,6 +128,8 @@ class FakeDiscord:
         self.alice = FakeUser(self._snowflake(), "alice")
         self.bob = FakeUser(self._snowflake(), "bob")
         self.guild_id, self.channel_id = self._snowflake(), self._snowflake()
+        self.roles: dict[str, str] = {}  # role id -> name (besides @everyone)
+        self.member_roles: dict[str, list[str]] = {}  # user id -> role ids
         self.base_url = ""
         self.calls: list[RestCall] = []
         self.identifies: list[Json] = []  # every IDENTIFY `d`, `intents` included
@@ -175,6 +181,15 @@ class FakeDiscord:
     @property
     def members(self) -> list[FakeUser]:
         return [self.bot_user, self.alice, self.bob]
+
+    def add_role(self, name: str) -> str:
+        """A new guild role; returns its id. Add roles before the bot connects (GUILD_CREATE carries them)."""
+        role_id = self._snowflake()
+        self.roles[role_id] = name
+        return role_id
+
+    def give_role(self, user: FakeUser, role_id: str) -> None:
+        self.member_roles.setdefault(user.id, []).append(role_id)
 
     def messages(self, channel_id: str | None = None) -> list[Json]:
         """Channel history, oldest first, as everyone sees it (ephemeral messages are not in it)."""
@@ -376,8 +391,9 @@ class FakeDiscord:
             await session.ws.close(code=4004, message=b"Authentication failed.")
             return
         session.intents = int(data.get("intents", 0))
-        if not self.message_content_granted:
-            session.intents &= ~MESSAGE_CONTENT
+        if session.intents & MESSAGE_CONTENT and not self.message_content_granted:
+            await session.ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
         self._sessions.append(session)
         ready = {"v": 10, "user": self.bot_user.payload(), "session_id": secrets.token_hex(16),
                  "guilds": [{"id": self.guild_id, "unavailable": True}], "shard": [0, 1],
@@ -388,7 +404,7 @@ class FakeDiscord:
         members = self.members if session.intents & GUILD_PRESENCES else [self.bot_user]
         guild = guild_payload(self.guild_id, [channel_payload(self.channel_id, self.guild_id)], members,
                               owner_id=self.alice.id, premium_tier=self.premium_tier,
-                              member_count=len(self.members))
+                              member_count=len(self.members), roles=self.roles, member_roles=self.member_roles)
         await session.send(0, guild, "GUILD_CREATE")
         await self._notify()
 
@@ -399,8 +415,9 @@ class FakeDiscord:
                 continue
             try:
                 await session.send(0, visible_to(data, session.intents, self.app_id), event)
-            except ConnectionError:
-                self._sessions.remove(session)
+            except ConnectionError:  # the bot went away mid-send; its handler may have dropped it already
+                if session in self._sessions:
+                    self._sessions.remove(session)
 
     def _route_table(self) -> list[tuple[str, str, _Handler, bool]]:
         """(method, path, handler, needs the bot token); webhook and callback routes use the URL token."""
@@ -656,6 +673,7 @@ class FakeDiscord:
             u.id: u for u in self.members if re.search(rf"<@!?{u.id}>", content)}
         msg = message_payload(self._snowflake(), channel_id, self.guild_id, author, body, attachments,
                               list(mentioned.values()))
+        msg["member"]["roles"] = list(self.member_roles.get(author.id, []))
         if interaction is not None:
             command_type = interaction.payload["data"].get("type") if interaction.type == 2 else None
             msg |= {"webhook_id": self.app_id, "application_id": self.app_id,
@@ -772,7 +790,7 @@ class FakeDiscord:
             "token": f"itok.{interaction_id}.{secrets.token_urlsafe(16)}", "version": 1,
             "guild_id": self.guild_id, "guild": {"id": self.guild_id, "locale": "en-US", "features": []},
             "channel_id": self.channel_id, "channel": channel_payload(self.channel_id, self.guild_id),
-            "member": member_payload(user, permissions=True), "locale": "en-US", "guild_locale": "en-US",
+            "member": member_payload(user, permissions=True, roles=self.member_roles.get(user.id)), "locale": "en-US", "guild_locale": "en-US",
             "app_permissions": MEMBER_PERMISSIONS, "entitlements": [], "context": 0,
             "authorizing_integration_owners": {"0": self.guild_id}, "attachment_size_limit": limit,
         }

@@ -3,6 +3,10 @@
 Faithful where the bot can trip (TESTING.md §1): long polling, multipart uploads with `attach://`,
 photos re-encoded to several JPEG sizes, Telegram's size limits and error texts, webhook pushes with
 the secret header, method calls returned in a webhook reply. Error texts are close, not exact.
+Known differences: parse_mode is not interpreted (text is stored as sent); http:// webhooks are
+allowed; a failed webhook delivery is recorded and dropped, not retried; the bot can only write to
+chats it has seen (alice's private chat, or any chat a push used), like Telegram's "chat not found".
+Inspect state through `calls`, `messages` (MessageStore), `files` (FileStore), `webhook_deliveries`.
 
     async with FakeTelegramServer() as server:
         bot = Bot(server.token, session=AiohttpSession(api=TelegramAPIServer.from_base(server.base_url)))
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import re
 import time
 from collections import defaultdict, deque
@@ -27,6 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.fakes.telegram_files import FileStore
+from tests.fakes.telegram_messages import MessageStore, caption_fields, checked_text
 from tests.fakes.telegram_wire import (
     ALICE,
     BOB,
@@ -63,6 +69,7 @@ __all__ = [
     "User",
 ]
 
+_log = logging.getLogger(__name__)
 Uploads = dict[str, Upload]
 _Handler = Callable[[Json, Uploads], Awaitable[Any]]
 _TRUE_METHODS = frozenset(
@@ -76,8 +83,10 @@ _CHAT_ACTIONS = frozenset(
 )
 _BOT_COMMAND_RE = re.compile(r"[a-z0-9_]{1,32}")
 _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
-_NOT_MODIFIED = ("message is not modified: specified new message content and reply markup are exactly "
-                 "the same as a content and reply markup of the current message")
+
+
+def _user_caption(caption: str | None) -> Json:
+    return caption_fields(caption, entities_for(caption or ""))
 
 
 @dataclass
@@ -108,10 +117,9 @@ class FakeTelegramServer:
         self._webhook_error: tuple[int, str] | None = None
         self._webhook_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._polls_waiting = 0
         self._faults: dict[str, deque[ApiError]] = defaultdict(deque)
-        self._chats: dict[int, Json] = {ALICE.id: Chat.private(ALICE).to_dict()}
-        self._messages: dict[tuple[int, int], Json] = {}
-        self._last_message_id: dict[int, int] = defaultdict(int)
+        self.messages = MessageStore()
         self.files = FileStore()
         self._callbacks: set[str] = set()
         self._commands: dict[tuple[str, str], list[Json]] = {}
@@ -157,6 +165,7 @@ class FakeTelegramServer:
             await self._http.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        self._webhook_task, self._http, self._runner = None, None, None  # stop() may be called twice
 
     async def __aenter__(self) -> FakeTelegramServer:
         await self.start()
@@ -206,7 +215,7 @@ class FakeTelegramServer:
             sizes = await self.files.add_photo(data)
         except ApiError as exc:
             raise ValueError(f"push_photo: {exc.description}") from exc
-        content = {"photo": sizes, "media_group_id": media_group_id, **self._user_caption(caption)}
+        content = {"photo": sizes, "media_group_id": media_group_id, **_user_caption(caption)}
         return await self._push_message(chat, user, chat_type, reply_to, content)
 
     async def push_document(self, data: bytes, file_name: str, mime_type: str | None = None,
@@ -215,16 +224,16 @@ class FakeTelegramServer:
                             user: User = ALICE, chat_type: str = "private") -> Json:
         """A user sends a file; bytes, name and mime type (guessed from the name if None) are kept."""
         content = {"document": self.files.add_document(data, file_name, mime_type),
-                   "media_group_id": media_group_id, **self._user_caption(caption)}
+                   "media_group_id": media_group_id, **_user_caption(caption)}
         return await self._push_message(chat, user, chat_type, reply_to, content)
 
     async def push_callback(self, message: Json, data: str, *, user: User = ALICE) -> Json:
         """A user presses an inline button under `message`. Returns the callback_query dict."""
         self._counter += 1
         chat_id = message["chat"]["id"]
-        current = self._messages.get((chat_id, message["message_id"]), message)  # edits applied
+        current = self.messages.by_key.get((chat_id, message["message_id"]), message)  # edits applied
         query: Json = {"id": f"cbq{self._counter}", "from": user.to_dict(), "message": copy.deepcopy(current),
-                 "chat_instance": str(abs(chat_id) * 7919), "data": data}
+                       "chat_instance": str(abs(chat_id) * 7919), "data": data}
         self._callbacks.add(query["id"])
         await self.push_update("callback_query", query)
         return query
@@ -237,22 +246,21 @@ class FakeTelegramServer:
         """Wait on a Condition until `method` was called `count` times; return the first `count` calls.
 
         On timeout raise AssertionError listing the calls that were made."""
-        await self._wait_until(lambda: len(self.calls_of(method)) >= count, timeout, f"{count}x {method}")
+        await self.wait_until(lambda: len(self.calls_of(method)) >= count, timeout, f"{count}x {method}")
         return self.calls_of(method)[:count]
 
     async def wait_for_deliveries(self, count: int = 1, timeout: float = 5.0) -> list[Delivery]:  # noqa: ASYNC109
         """Wait until `count` webhook POSTs have finished, whatever their outcome."""
-        await self._wait_until(lambda: len(self.webhook_deliveries) >= count, timeout, f"{count} deliveries")
+        await self.wait_until(lambda: len(self.webhook_deliveries) >= count, timeout, f"{count} deliveries")
         return self.webhook_deliveries[:count]
 
     def sent_messages(self, chat_id: int) -> list[Json]:
         """The bot's messages in a chat as they are now (edits applied, deleted ones gone)."""
-        mine = [m for (c, _), m in sorted(self._messages.items()) if c == chat_id]
-        return [copy.deepcopy(m) for m in mine if m["from"]["id"] == self.me["id"]]
+        return self.messages.in_chat(chat_id, sender_id=self.me["id"])
 
     def message(self, chat_id: int, message_id: int) -> Json | None:
         """Any stored message (the bot's or a user's) as it is now."""
-        return copy.deepcopy(self._messages.get((chat_id, message_id)))
+        return copy.deepcopy(self.messages.by_key.get((chat_id, message_id)))
 
     def file_bytes(self, file_id: str) -> bytes:
         """What downloading `file_id` returns (for a photo size: the fake's re-encoded JPEG)."""
@@ -263,13 +271,21 @@ class FakeTelegramServer:
         """Updates not yet confirmed (getUpdates offset) or delivered (webhook)."""
         return copy.deepcopy(self._pending)
 
-    async def _wait_until(self, predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    @property
+    def polls_waiting(self) -> int:
+        """getUpdates requests blocked in a long poll right now."""
+        return self._polls_waiting
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0,  # noqa: ASYNC109
+                         what: str = "a condition") -> None:
+        """Wait until `predicate()` holds; it is re-checked whenever the fake's state changes
+        (update pushed, call recorded, webhook delivered, long poll started)."""
         try:
-            async with asyncio.timeout(seconds), self._cond:
+            async with asyncio.timeout(timeout), self._cond:
                 await self._cond.wait_for(predicate)
         except TimeoutError:
             seen = [f"{c.method}:{c.status}" for c in self.calls]
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}; calls: {seen}") from None
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; calls: {seen}") from None
 
     async def _handle_api(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
@@ -301,7 +317,10 @@ class FakeTelegramServer:
             fields, uploads = await read_multipart(await request.multipart(), CLIENT_MAX_SIZE)
             return decode_form(params | fields), uploads
         if request.content_type == "application/json":
-            body = await request.json()
+            try:
+                body = await request.json()
+            except ValueError:
+                raise bad_request("can't parse JSON object") from None
             if not isinstance(body, dict):
                 raise bad_request("the JSON body must be an object")
             return params | body, {}
@@ -313,9 +332,11 @@ class FakeTelegramServer:
             params.update((k, v) for k, v in form.items() if isinstance(v, str))
         return decode_form(params), {}
 
-    async def _execute(self, method: str, params: Json, uploads: Uploads, content_type: str) -> Call:
+    async def _execute(self, method: str, params: Json, uploads: Uploads, content_type: str,
+                       source: str = "http") -> Call:
         """Run one method (from HTTP or from a webhook reply), record it, wake waiters."""
-        call = Call(self._canonical.get(method.lower(), method), params, uploads, content_type)
+        name = self._canonical.get(method.lower(), method)
+        call = Call(name, params, uploads, content_type, source=source)
         try:
             if self._faults[call.method]:
                 raise self._faults[call.method].popleft()
@@ -327,6 +348,9 @@ class FakeTelegramServer:
                 raise ApiError(404, "Not Found")
         except ApiError as exc:
             call.status, call.description, call.retry_after = exc.status, exc.description, exc.retry_after
+        except Exception as exc:  # a bug in the fake: answer and record a 500 rather than hang the test
+            _log.exception("fake Telegram failed in %s", call.method)
+            call.status, call.description = 500, f"Internal Server Error: fake Telegram bug: {exc!r}"
         async with self._cond:
             self.calls.append(call)
             self._cond.notify_all()
@@ -358,12 +382,16 @@ class FakeTelegramServer:
         limit = min(max(int(p.get("limit") or 100), 1), 100)
         async with self._cond:
             if timeout := max(int(p.get("timeout") or 0), 0):
+                self._polls_waiting += 1
+                self._cond.notify_all()
                 try:
                     async with asyncio.timeout(timeout):
                         await self._cond.wait_for(
                             lambda: bool(self._deliverable()) or self._closing or self._webhook is not None)
                 except TimeoutError:
                     pass
+                finally:
+                    self._polls_waiting -= 1
             return copy.deepcopy(self._deliverable()[:limit])
 
     async def _deliver_webhook(self) -> None:
@@ -410,19 +438,7 @@ class FakeTelegramServer:
         else:
             return
         if isinstance(method := params.pop("method", None), str):
-            await self._execute(method, params, uploads, resp.content_type)
-
-    def _new_message(self, chat: Json, sender: Json, reply_to: Json | None, content: Json) -> Json:
-        """Store a message; ids count per chat, shared by the bot and the users, as in Telegram."""
-        self._last_message_id[chat["id"]] += 1
-        msg: Json = {"message_id": self._last_message_id[chat["id"]], "from": sender,
-                     "date": int(time.time()), "chat": chat}
-        if reply_to is not None:  # the full message, nested one level only
-            nested = {k: v for k, v in reply_to.items() if k != "reply_to_message"}
-            msg["reply_to_message"] = copy.deepcopy(nested)
-        msg.update((k, v) for k, v in copy.deepcopy(content).items() if v is not None)
-        self._messages[(chat["id"], msg["message_id"])] = msg
-        return msg
+            await self._execute(method, params, uploads, resp.content_type, source="webhook_reply")
 
     async def _push_message(self, chat: Chat | None, user: User, chat_type: str, reply_to: Json | None,
                             content: Json) -> Json:
@@ -430,95 +446,30 @@ class FakeTelegramServer:
             chat = Chat.private(user) if chat_type == "private" else Chat.group(type=chat_type)
         if reply_to is not None and reply_to["chat"]["id"] != chat.id:
             raise ValueError("reply_to is a message from another chat")
-        self._chats[chat.id] = chat.to_dict()
-        msg = self._new_message(chat.to_dict(), user.to_dict(), reply_to, content)
+        self.messages.chats[chat.id] = chat.to_dict()
+        msg = self.messages.add(chat.to_dict(), user.to_dict(), reply_to, content)
         await self.push_update("message", copy.deepcopy(msg))
-        return copy.deepcopy(msg)
-
-    def _chat(self, chat_id: Any) -> Json:
-        if isinstance(chat_id, str) and chat_id.startswith("@"):
-            chat = next((c for c in self._chats.values() if c.get("username") == chat_id[1:]), None)
-        else:
-            chat = self._chats.get(chat_id) if isinstance(chat_id, int) else None
-        if chat is None:
-            raise bad_request("chat not found")
-        return chat
+        return msg
 
     def _send(self, p: Json, content: Json) -> Json:
-        """Store a message from the bot: resolve the reply target, keep an inline keyboard."""
-        chat = self._chat(p.get("chat_id"))
-        reply: Json = p.get("reply_parameters") or {}
-        target = None
-        if (reply_id := reply.get("message_id", p.get("reply_to_message_id"))) is not None:
-            target = self._messages.get((self._chat(reply.get("chat_id", chat["id"]))["id"], reply_id))
-            if target is None and not (reply.get("allow_sending_without_reply")
-                                       or p.get("allow_sending_without_reply")):
-                raise bad_request("message to be replied not found")
-        # Message.reply_markup is only ever an inline keyboard; force_reply etc. stay in Call.params.
         bot = {k: self.me[k] for k in ("id", "is_bot", "first_name", "username")}
-        msg = self._new_message(chat, bot, target, {**content, "reply_markup": self._inline_markup(p)})
-        return copy.deepcopy(msg)
-
-    @staticmethod
-    def _inline_markup(p: Json) -> Json | None:
-        markup = p.get("reply_markup")
-        return markup if isinstance(markup, dict) and markup.get("inline_keyboard") else None
-
-    @staticmethod
-    def _caption(caption: Any, entities: Any = None) -> Json:
-        if isinstance(caption, str) and len(caption) > 1024:
-            raise bad_request("message caption is too long")
-        return {"caption": caption or None, "caption_entities": entities or None}
-
-    def _user_caption(self, caption: str | None) -> Json:
-        return self._caption(caption, entities_for(caption or ""))
-
-    def _find(self, p: Json, missing: str) -> Json:
-        chat_id = self._chat(p.get("chat_id"))["id"]
-        if (found := self._messages.get((chat_id, p.get("message_id", 0)))) is None:
-            raise bad_request(missing)
-        return found
-
-    def _edit(self, p: Json, changes: Callable[[Json], Json]) -> Json | bool:
-        """Apply an edit; like Telegram, an identical edit is an error and no reply_markup removes it."""
-        if "inline_message_id" in p:
-            return True  # inline messages are not stored
-        msg = self._find(p, "message to edit not found")
-        new = {**changes(msg), "reply_markup": self._inline_markup(p)}
-        if all(msg.get(k) == v for k, v in new.items()):
-            raise bad_request(_NOT_MODIFIED)
-        for key, value in new.items():
-            if value is None:
-                msg.pop(key, None)
-            else:
-                msg[key] = value
-        msg["edit_date"] = int(time.time())
-        return copy.deepcopy(msg)
-
-    @staticmethod
-    def _text(p: Json) -> str:
-        text = p.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise bad_request("message text is empty")
-        if len(text) > 4096:
-            raise bad_request("message is too long")
-        return text
+        return self.messages.send(p, bot, content)
 
     async def _get_me(self, p: Json, _: Uploads) -> Json:
         return dict(self.me)
 
     async def _send_message(self, p: Json, _: Uploads) -> Json:
-        return self._send(p, {"text": self._text(p), "entities": p.get("entities")})
+        return self._send(p, {"text": checked_text(p), "entities": p.get("entities")})
 
     async def _send_photo(self, p: Json, uploads: Uploads) -> Json:
-        caption = self._caption(p.get("caption"), p.get("caption_entities"))
-        self._chat(p.get("chat_id"))  # fail before storing the file
+        caption = caption_fields(p.get("caption"), p.get("caption_entities"))
+        self.messages.chat(p.get("chat_id"))  # fail before storing the file
         photo = await self.files.photo_input(p.get("photo"), uploads, "photo")
         return self._send(p, {"photo": photo, **caption})
 
     async def _send_document(self, p: Json, uploads: Uploads) -> Json:
-        caption = self._caption(p.get("caption"), p.get("caption_entities"))
-        self._chat(p.get("chat_id"))
+        caption = caption_fields(p.get("caption"), p.get("caption_entities"))
+        self.messages.chat(p.get("chat_id"))
         return self._send(p, {"document": self.files.document_input(p.get("document"), uploads, "document"),
                               **caption})
 
@@ -529,10 +480,10 @@ class FakeTelegramServer:
         kinds = {item.get("type") if isinstance(item, dict) else None for item in media}
         if kinds not in ({"photo"}, {"document"}):
             raise bad_request("the fake supports albums of only photos or only documents")
-        self._chat(p.get("chat_id"))
+        self.messages.chat(p.get("chat_id"))
         contents = []
         for item in media:  # `media` inside each item is attach://<part> or a file_id
-            content = self._caption(item.get("caption"), item.get("caption_entities"))
+            content = caption_fields(item.get("caption"), item.get("caption_entities"))
             if item["type"] == "photo":
                 content["photo"] = await self.files.photo_input(item.get("media"), uploads, "media")
             else:
@@ -543,7 +494,7 @@ class FakeTelegramServer:
         return [self._send(p, {**c, "media_group_id": group}) for c in contents]
 
     async def _send_chat_action(self, p: Json, _: Uploads) -> bool:
-        self._chat(p.get("chat_id"))
+        self.messages.chat(p.get("chat_id"))
         if p.get("action") not in _CHAT_ACTIONS:
             raise bad_request("wrong parameter action in request")
         return True
@@ -560,24 +511,23 @@ class FakeTelegramServer:
         def changes(msg: Json) -> Json:
             if "text" not in msg:
                 raise bad_request("there is no text in the message to edit")
-            return {"text": self._text(p), "entities": p.get("entities")}
+            return {"text": checked_text(p), "entities": p.get("entities")}
 
-        return self._edit(p, changes)
+        return self.messages.edit(p, changes)
 
     async def _edit_caption(self, p: Json, _: Uploads) -> Json | bool:
         def changes(msg: Json) -> Json:
             if "text" in msg:
                 raise bad_request("there is no caption in the message to edit")
-            return self._caption(p.get("caption"), p.get("caption_entities"))
+            return caption_fields(p.get("caption"), p.get("caption_entities"))
 
-        return self._edit(p, changes)
+        return self.messages.edit(p, changes)
 
     async def _edit_markup(self, p: Json, _: Uploads) -> Json | bool:
-        return self._edit(p, lambda msg: {})
+        return self.messages.edit(p, lambda msg: {})
 
     async def _delete_message(self, p: Json, _: Uploads) -> bool:
-        msg = self._find(p, "message to delete not found")
-        del self._messages[(msg["chat"]["id"], msg["message_id"])]
+        self.messages.delete(p)
         return True
 
     async def _set_webhook(self, p: Json, _: Uploads) -> bool:

@@ -122,6 +122,7 @@ class Call:
     status: int = 200
     description: str | None = None
     retry_after: int | None = None
+    source: str = "http"  # or "webhook_reply": the method came back in a webhook's HTTP response
 
     @property
     def ok(self) -> bool:
@@ -182,7 +183,7 @@ def decode_form(fields: dict[str, Any]) -> Json:
             except ValueError:
                 pass  # e.g. chat_id="@channel"
         out[key] = value
-    return out[::-1]
+    return out
 
 
 async def read_multipart(reader: aiohttp.MultipartReader, limit: int) -> tuple[Json, dict[str, Upload]]:
@@ -236,4 +237,4 @@ def render_photo(data: bytes) -> list[tuple[int, int, bytes]]:
         buf = io.BytesIO()
         sized.save(buf, "JPEG", quality=87)
         out.append((sized.width, sized.height, buf.getvalue()))
-    return out[::-1]
+    return out

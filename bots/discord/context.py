@@ -1,0 +1,47 @@
+"""What every Discord handler shares: config, the ImageService, the gate, and chat keys built from Discord ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bots.discord.access import Gate
+from core.config import AppConfig
+from core.models import ChatRef
+from core.service import ImageService
+
+__all__ = ["PLATFORM", "Context", "chat_of", "context_of", "origin_of"]
+
+PLATFORM = "discord"
+
+
+@dataclass
+class Context:
+    config: AppConfig
+    service: ImageService
+    gate: Gate
+    #: Whether the gateway granted the Message Content intent (other people's images in replies).
+    message_content: bool = True
+
+
+def context_of(client: discord.Client) -> Context:
+    """The Context the bot was built with (handlers created by discord.py only get the client)."""
+    ctx = getattr(client, "pixbot", None)
+    if not isinstance(ctx, Context):
+        raise TypeError(f"{type(client).__name__} carries no pixbot Context")
+    return ctx
+
+
+def chat_of(channel_id: int | None, user: discord.abc.User) -> ChatRef:
+    """Discord chats are channels (so everyone there shares the last image); the user keys quotas."""
+    return ChatRef(PLATFORM, str(channel_id if channel_id is not None else user.id), str(user.id))
+
+
+def origin_of(channel_id: int | None, user: discord.abc.User, reply_to: int | None = None) -> dict[str, Any]:
+    """What a later process needs to deliver this job: where, to whom, and which message to answer."""
+    origin: dict[str, Any] = {"channel_id": str(channel_id), "user_id": str(user.id)}
+    if reply_to is not None:
+        origin["reply_to"] = str(reply_to)
+    return origin

@@ -1,0 +1,311 @@
+"""The OpenAI Images-compatible HTTP API (aiohttp): routes, auth, size caps, and answers from JobResults."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import BodyPartReader, web
+from pydantic import BaseModel, ValidationError
+
+from bots.api_models import (
+    MAX_EDIT_IMAGES,
+    ApiError,
+    EditForm,
+    GenerationBody,
+    ImageOptions,
+    error_from_category,
+    error_from_pixbot,
+    form_fields,
+    split_model,
+    validation_error,
+)
+from core.artifacts import is_artifact_id
+from core.config import ApiConfig, AppConfig
+from core.errors import ConfigError, PixbotError
+from core.images import sniff_mime
+from core.models import Artifact, ChatRef, ImageRequest, Reference, SlotError
+from core.service import ImageService
+
+__all__ = ["API_CONFIG", "SERVICE", "artifact_signature", "make_app", "run_api"]
+
+log = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("pixbot_service", ImageService)
+API_CONFIG = web.AppKey("pixbot_api_config", ApiConfig)
+
+_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+_JSON_MAX = 1024 * 1024  # a generation body carries no images
+_TEXT_FIELD_MAX = 256 * 1024
+_CHUNK = 256 * 1024
+_OPEN_PATHS = frozenset({"/healthz"})
+_Body = TypeVar("_Body", bound=BaseModel)
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def artifact_signature(api_key: str, artifact_id: str) -> str:
+    """The ``sig`` that lets a ``url`` answer be fetched without the bearer key (e.g. by a browser)."""
+    return hmac.new(api_key.encode(), artifact_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def make_app(config: AppConfig, service: ImageService) -> web.Application:
+    """The API as an aiohttp application; ``run_api`` serves it, tests may too."""
+    api = config.bots.api
+    app = web.Application(middlewares=[_border], client_max_size=api.max_body_bytes)
+    app[SERVICE] = service
+    app[API_CONFIG] = api
+    app.router.add_post("/v1/images/generations", _generations)
+    app.router.add_post("/v1/images/edits", _edits)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/v1/artifacts/{artifact_id}", _artifact)
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
+async def run_api(config: AppConfig, service: ImageService, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set, then stop accepting, let requests finish briefly, and return."""
+    api = config.bots.api
+    if api.host not in _LOOPBACK and not api.api_key:
+        raise ConfigError(f"bots.api.host {api.host!r} is not loopback; set bots.api.apiKey to expose "
+                          "the API")
+    runner = web.AppRunner(make_app(config, service), access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, api.host, api.port, shutdown_timeout=5.0)
+        await site.start()
+        for address in runner.addresses:
+            host, port = address[0], address[1]
+            shown = f"[{host}]" if ":" in host else host
+            log.info("pixbot API listening on http://%s:%d/v1 (auth %s)", shown, port,
+                     "on" if api.api_key else "off")
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+@web.middleware
+async def _border(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Auth and size checks first; every failure leaves in OpenAI's error shape."""
+    started = time.monotonic()
+    try:
+        _check_auth(request)
+        limit = request.app[API_CONFIG].max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _too_large(limit)
+        response = await handler(request)
+    except ApiError as exc:
+        response = _error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        response = _error_response(_too_large(request.app[API_CONFIG].max_body_bytes))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        response = _error_response(ApiError(exc.status, exc.reason, code=code))
+    except PixbotError as exc:
+        response = _error_response(error_from_pixbot(exc))
+    except Exception:
+        log.exception("api %s %s failed", request.method, request.path)
+        response = _error_response(error_from_category("internal", PixbotError.default_message))
+    log.info("api %s %s -> %d in %.2fs", request.method, request.path, response.status,
+             time.monotonic() - started)
+    return response
+
+
+def _check_auth(request: web.Request) -> None:
+    key = request.app[API_CONFIG].api_key
+    if not key or request.path in _OPEN_PATHS:
+        return
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), key.encode()):
+        return
+    artifact_id = request.match_info.get("artifact_id")
+    sig = request.query.get("sig", "")
+    if artifact_id is not None and sig and hmac.compare_digest(sig, artifact_signature(key, artifact_id)):
+        return
+    raise ApiError(401, "Incorrect or missing API key. Send 'Authorization: Bearer <bots.api.apiKey>'.",
+                   code="invalid_api_key")
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, f"The request body is too large; the limit is {limit / 1_048_576:.1f} MB.",
+                    code="request_too_large")
+
+
+def _error_response(exc: ApiError) -> web.Response:
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
+    return web.Response(status=exc.status, body=exc.body(), content_type="application/json", headers=headers)
+
+
+def _parse(model: type[_Body], data: Any) -> _Body:
+    if not isinstance(data, dict):
+        raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def _generations(request: web.Request) -> web.StreamResponse:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > _JSON_MAX:
+            raise _too_large(_JSON_MAX)
+        chunks.append(chunk)
+    try:
+        data = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "The request body is not valid JSON.", code="invalid_json") from None
+    return await _answer(request, _parse(GenerationBody, data), ())
+
+
+async def _edits(request: web.Request) -> web.StreamResponse:
+    if request.content_type != "multipart/form-data":
+        raise ApiError(400, "Send images/edits as multipart/form-data with 'image' or 'image[]' files.",
+                       code="invalid_content_type")
+    fields, images = await _read_multipart(request)
+    if not images:
+        raise ApiError(400, "Attach at least one image as 'image' or 'image[]'.", code="missing_image",
+                       param="image")
+    return await _answer(request, _parse(EditForm, form_fields(fields)), tuple(images))
+
+
+async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[Reference]]:
+    """Stream the parts with our own caps (aiohttp's client_max_size does not cover multipart())."""
+    service, api = request.app[SERVICE], request.app[API_CONFIG]
+    per_image = service.config.limits.max_reference_bytes
+    fields: dict[str, str] = {}
+    images: list[Reference] = []
+    seen = [0]  # bytes read so far, shared by every part
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise ApiError(400, "Nested multipart bodies are not supported.", code="invalid_multipart")
+        name = part.name or ""
+        if name in ("mask", "markup"):
+            raise ApiError(400, f"'{name}' is not supported: describe the change in the prompt instead.",
+                           code="unsupported", param=name)
+        if name in ("image", "image[]"):
+            if len(images) >= MAX_EDIT_IMAGES:
+                raise ApiError(400, f"Too many images: the limit is {MAX_EDIT_IMAGES}.", param="image")
+            label = f"image {len(images) + 1}" + (f" ({part.filename})" if part.filename else "")
+            data = await _read_part(part, seen, api.max_body_bytes, per_image, label)
+            if sniff_mime(data) is None:
+                raise ApiError(400, f"{label} is not a PNG, JPEG, WebP or GIF image.", code="invalid_image",
+                               param="image")
+            images.append(Reference(data=data, name=part.filename or f"upload-{len(images) + 1}"))
+        else:
+            data = await _read_part(part, seen, api.max_body_bytes, _TEXT_FIELD_MAX, f"field {name!r}")
+            if part.filename is None:
+                fields[name] = data.decode("utf-8", errors="replace")
+    return fields, images
+
+
+async def _read_part(part: BodyPartReader, seen: list[int], body_limit: int, part_limit: int,
+                     label: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(_CHUNK):
+        size += len(chunk)
+        seen[0] += len(chunk)
+        if seen[0] > body_limit:
+            raise _too_large(body_limit)
+        if size > part_limit:
+            raise ApiError(413, f"{label} is too large; the limit is {part_limit / 1_048_576:.1f} MB.",
+                           code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _answer(request: web.Request, options: ImageOptions,
+                  references: tuple[Reference, ...]) -> web.Response:
+    service = request.app[SERVICE]
+    provider, model = split_model(options.model, service.config.image, service.providers)
+    image_request = ImageRequest(
+        prompt=options.prompt, chat=_chat(request, options.chat_user), references=references,
+        aspect_ratio=options.aspect_ratio, size=options.size, count=options.n or 1, provider=provider,
+        model=model, mode="edit" if references else "generate", origin={"front_end": "api"})
+    try:
+        result = await service.submit(image_request)
+    except PixbotError as exc:
+        raise error_from_pixbot(exc) from None
+    if not result.artifacts:
+        first = result.errors[0] if result.errors else SlotError(0, "internal", PixbotError.default_message)
+        raise error_from_pixbot(first)
+    for error in result.errors:
+        log.info("api job %s: image %d failed: %s", result.job_id, error.slot + 1, error.category)
+    as_url = options.response_format == "url"
+    data = [await (_url_item(request, a) if as_url else _b64_item(service, a)) for a in result.artifacts]
+    body = await asyncio.to_thread(json.dumps, {"created": int(time.time()), "data": data})
+    await service.mark_delivered(result.job_id, image_request.chat.key, [])  # the answer is the delivery
+    return web.Response(body=body.encode(), content_type="application/json")
+
+
+def _chat(request: web.Request, user: str | None) -> ChatRef:
+    """``user`` is the chat and quota key; without it, the API key (hashed, never stored) is."""
+    if user:
+        return ChatRef("api", user, user)
+    key = request.app[API_CONFIG].api_key
+    ident = "key-" + hashlib.sha256(key.encode()).hexdigest()[:12] if key else "anonymous"
+    return ChatRef("api", ident, ident)
+
+
+async def _b64_item(service: ImageService, artifact: Artifact) -> dict[str, str]:
+    data = await service.store.read(artifact)
+    return {"b64_json": await asyncio.to_thread(lambda: base64.b64encode(data).decode("ascii"))}
+
+
+async def _url_item(request: web.Request, artifact: Artifact) -> dict[str, str]:
+    """A URL on the host and port this request reached (the socket's own address, not Host)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if sockname:
+        host, port = str(sockname[0]), int(sockname[1])
+        origin = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    else:
+        origin = f"{request.scheme}://{request.host}"
+    url = f"{origin}/v1/artifacts/{artifact.id}"
+    key = request.app[API_CONFIG].api_key
+    return {"url": f"{url}?sig={artifact_signature(key, artifact.id)}" if key else url}
+
+
+async def _models(request: web.Request) -> web.Response:
+    """The default provider/model first, then fallbacks and each configured provider's default."""
+    service = request.app[SERVICE]
+    image = service.config.image
+    pairs = [(image.provider, image.model)]
+    pairs += [(f.provider, f.model or service.providers[f.provider].default_model)
+              for f in image.fallbacks if f.provider in service.providers]
+    pairs += [(name, adapter.default_model) for name, adapter in sorted(service.providers.items())
+              if not adapter.missing()]
+    seen: set[str] = set()
+    data: list[dict[str, Any]] = []
+    for provider, model in pairs:
+        model_id = f"{provider}/{model}"
+        if model_id not in seen:
+            seen.add(model_id)
+            data.append({"id": model_id, "object": "model", "created": 0, "owned_by": provider})
+    return web.json_response({"object": "list", "data": data})
+
+
+async def _artifact(request: web.Request) -> web.StreamResponse:
+    artifact_id = request.match_info["artifact_id"]
+    service = request.app[SERVICE]
+    artifact = await service.store.get(artifact_id) if is_artifact_id(artifact_id) else None
+    if artifact is None:
+        raise ApiError(404, f"There is no image with id {artifact_id[:40]!r}.", code="not_found")
+    data = await service.store.read(artifact)
+    return web.Response(body=data, content_type=artifact.mime,
+                        headers={"Cache-Control": "private, max-age=86400, immutable"})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
