@@ -34,10 +34,10 @@ from bench.stages import TIME_STEPS, TimeProbe, instrument
 __all__ = ["BENCHMARK", "run", "stages"]
 
 #: (label, --image-bytes for the fake): None is the fake's default 1024×1024 gradient PNG.
-PAYLOADS: tuple[tuple[str, int | None], ...] = (("17 KB PNG", None), ("2 MB PNG", 2_000_000))
+PAYLOADS: tuple[tuple[str, int | None], ...] = (("17 KB PNG (1024² gradient)", None), ("2 MB PNG (noise)", 2_000_000))
 ONE_AT_A_TIME = 20
 BATCH_JOBS, BATCH_COUNT = 3, 8
-ROUNDS = 3
+ROUNDS = 5
 WARM_UP = 2
 GOAL_FACTOR = 0.5
 

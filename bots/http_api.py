@@ -128,7 +128,8 @@ def _check_auth(request: web.Request) -> None:
         return
     artifact_id = request.match_info.get("artifact_id")
     sig = request.query.get("sig", "")
-    if artifact_id is not None and sig and hmac.compare_digest(sig, artifact_signature(key, artifact_id)):
+    if artifact_id is not None and sig and hmac.compare_digest(
+            sig.encode(), artifact_signature(key, artifact_id).encode()):
         return
     raise ApiError(401, "Incorrect or missing API key. Send 'Authorization: Bearer <bots.api.apiKey>'.",
                    code="invalid_api_key")
@@ -245,9 +246,10 @@ async def _answer(request: web.Request, options: ImageOptions,
         log.info("api job %s: image %d failed: %s", result.job_id, error.slot + 1, error.category)
     as_url = options.response_format == "url"
     data = [await (_url_item(request, a) if as_url else _b64_item(service, a)) for a in result.artifacts]
-    body = await asyncio.to_thread(json.dumps, {"created": int(time.time()), "data": data})
+    answer = {"created": int(time.time()), "data": data}
+    body = await asyncio.to_thread(lambda: json.dumps(answer).encode())
     await service.mark_delivered(result.job_id, image_request.chat.key, [])  # the answer is the delivery
-    return web.Response(body=body.encode(), content_type="application/json")
+    return web.Response(body=body, content_type="application/json")
 
 
 def _chat(request: web.Request, user: str | None) -> ChatRef:

@@ -35,6 +35,7 @@ __all__ = [
     "error_for_response",
     "gpt_size_for_ratio",
     "http_error_detail",
+    "openai_images",
     "ratio_size",
 ]
 
@@ -302,3 +303,28 @@ class HttpProvider:
 
     async def aclose(self) -> None:
         """Clients are owned by the composition root; nothing to close here."""
+
+
+async def openai_images(provider: HttpProvider, data: Mapping[str, Any]) -> list[bytes]:
+    """``data[]`` items: ``b64_json`` (or Together's ``base64``), else ``url`` (downloaded or a data URL)."""
+    items = data.get("data")
+    if not isinstance(items, list):
+        return []
+    images: list[bytes] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        candidates = (item.get("b64_json"), item.get("base64"))
+        payload = next((v for v in candidates if isinstance(v, str) and v.strip()), None)
+        if payload is not None:
+            if payload.lstrip().startswith("data:"):
+                images.append(provider.decode_data_url(payload))
+            else:
+                images.append(provider.decode_b64(payload))
+            continue
+        url = item.get("url")
+        if isinstance(url, str):
+            image = await provider.image_from_string(url)
+            if image is not None:
+                images.append(image)
+    return images

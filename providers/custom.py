@@ -6,8 +6,8 @@ from typing import Any, ClassVar
 
 from core.errors import ConfigError
 from core.provider import Capabilities, ProviderRequest, ProviderResult
-from providers.base import GPT_IMAGE_SIZES, HttpProvider, gpt_size_for_ratio
-from providers.openai import edit_files, form_fields, multipart_headers, openai_images
+from providers.base import GPT_IMAGE_SIZES, HttpProvider, gpt_size_for_ratio, openai_images
+from providers.openai import edit_files, form_fields, multipart_headers
 
 __all__ = ["CustomProvider", "custom_size"]
 

@@ -10,9 +10,9 @@ from typing import Any, ClassVar, Final
 
 from core.errors import ConfigError, Unsupported
 from core.provider import Capabilities, ProviderRequest, ProviderResult, ReferenceImage
-from providers.base import GPT_IMAGE_SIZES, HttpProvider
+from providers.base import GPT_IMAGE_SIZES, HttpProvider, openai_images
 
-__all__ = ["OpenAIProvider", "edit_files", "form_fields", "multipart_headers", "openai_images", "openai_size"]
+__all__ = ["OpenAIProvider", "edit_files", "form_fields", "multipart_headers", "openai_size"]
 
 log = logging.getLogger(__name__)
 
@@ -104,31 +104,6 @@ def multipart_headers(headers: Mapping[str, str]) -> dict[str, str]:
 def edit_files(references: Iterable[ReferenceImage]) -> list[tuple[str, tuple[str, bytes, str]]]:
     """One ``image[]`` file part per reference, as OpenAI's edits endpoint expects."""
     return [("image[]", (ref.name, ref.data, ref.mime)) for ref in references]
-
-
-async def openai_images(provider: HttpProvider, data: Mapping[str, Any]) -> list[bytes]:
-    """``data[]`` items: ``b64_json`` (or Together's ``base64``), else ``url`` (downloaded or a data URL)."""
-    items = data.get("data")
-    if not isinstance(items, list):
-        return []
-    images: list[bytes] = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        candidates = (item.get("b64_json"), item.get("base64"))
-        payload = next((v for v in candidates if isinstance(v, str) and v.strip()), None)
-        if payload is not None:
-            if payload.lstrip().startswith("data:"):
-                images.append(provider.decode_data_url(payload))
-            else:
-                images.append(provider.decode_b64(payload))
-            continue
-        url = item.get("url")
-        if isinstance(url, str):
-            image = await provider.image_from_string(url)
-            if image is not None:
-                images.append(image)
-    return images
 
 
 class OpenAIProvider(HttpProvider):

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Final
 
 from core.errors import ConfigError, Unsupported
 from core.provider import Capabilities, ProviderRequest, ProviderResult
-from providers.base import HttpProvider, ratio_size
+from providers.base import HttpProvider, openai_images, ratio_size
 
 __all__ = ["STEPFUN_SIZES", "StepFunProvider"]
 
@@ -60,16 +60,5 @@ class StepFunProvider(HttpProvider):
             body["style_reference"] = {"source_url": request.references[0].data_url()}
         body.update(self.extra_body)
         data = self.require_mapping(await self.post_json(f"{self.base_url}/images/generations", body))
-        images: list[bytes] = []
-        items = data.get("data")
-        for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict):
-                continue
-            if isinstance(item.get("b64_json"), str) and item["b64_json"]:
-                images.append(self.decode_b64(item["b64_json"]))
-            elif isinstance(item.get("url"), str) and item["url"]:
-                # Only reachable with extraBody {"response_format": "url"}; nanobot would drop it.
-                image = await self.image_from_string(item["url"])
-                if image is not None:
-                    images.append(image)
+        images = await openai_images(self, data)
         return self.result(images, data)

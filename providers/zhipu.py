@@ -17,7 +17,7 @@ from core.errors import (
 )
 from core.net import redact
 from core.provider import Capabilities, ProviderRequest, ProviderResult
-from providers.base import HttpProvider, error_for_response, ratio_size
+from providers.base import HttpProvider, error_for_response, openai_images, ratio_size
 
 __all__ = ["ZHIPU_SIZES", "ZhipuProvider", "zhipu_error_class"]
 
@@ -77,18 +77,7 @@ class ZhipuProvider(HttpProvider):
         }
         body.update(self.extra_body)
         data = self.require_mapping(await self.post_json(f"{self.base_url}/images/generations", body))
-        images: list[bytes] = []
-        items = data.get("data")
-        for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict):
-                continue
-            # nanobot reads only ``url``; a ``b64_json`` (if the service sends one) is used as well.
-            if isinstance(item.get("b64_json"), str) and item["b64_json"]:
-                images.append(self.decode_b64(item["b64_json"]))
-            elif isinstance(item.get("url"), str) and item["url"]:
-                image = await self.image_from_string(item["url"])
-                if image is not None:
-                    images.append(image)
+        images = await openai_images(self, data)
         if not images and (category := zhipu_error_class(data)) is not None:
             said = redact(str(data.get("error"))[:500], self._secrets())
             detail = f"{self.name} returned no images: {said}"
