@@ -79,6 +79,10 @@ def _claim_data_dir(lock_path: Path) -> tuple[int | None, bool]:
         except BlockingIOError:
             fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while another process is recovering
             return fd, False
+    except OSError as exc:  # a file system without flock (some network mounts): behave as before
+        log.warning("cannot lock %s (%s); assuming no other pixbot process uses it", lock_path, exc)
+        os.close(fd)
+        return None, True
     except BaseException:
         os.close(fd)
         raise

@@ -242,9 +242,9 @@ class ImageService:
         if progress is not None:
             await progress(Progress(job.record.id, job.total, 0, 0, chain[0].provider, chain[0].model))
 
-        async def on_stored() -> None:
+        async def on_stored(stored: int, failed: int) -> None:
             if progress is not None:
-                await progress(Progress(job.record.id, job.total, len(job.stored), len(job.errors),
+                await progress(Progress(job.record.id, job.total, stored, failed,
                                         chain[0].provider, chain[0].model))
 
         for slot in range(job.total):
@@ -266,7 +266,7 @@ class ImageService:
                                                 chain[0].provider))
 
     async def _slot(self, job: _Job, slot: int, prompt: str, chain: list[Plan], refs: list[ResolvedReference],
-                    request: ImageRequest, on_stored: Callable[[], Awaitable[None]]) -> None:
+                    request: ImageRequest, on_stored: Callable[[int, int], Awaitable[None]]) -> None:
         last_error: PixbotError | None = None
         for plan in chain:
             adapter = self.providers[plan.provider]
@@ -295,11 +295,11 @@ class ImageService:
             return
         assert last_error is not None
         job.errors.append(SlotError(slot, last_error.category, str(last_error), last_error.provider))
-        await on_stored()
+        await on_stored(len(job.stored), len(job.errors))
 
     async def _store(self, job: _Job, slot: int, data: bytes, prompt: str, plan: Plan,
                      refs: list[ResolvedReference], request: ImageRequest,
-                     on_stored: Callable[[], Awaitable[None]]) -> None:
+                     on_stored: Callable[[int, int], Awaitable[None]]) -> None:
         """Store one image. A cancellation mid-write still records the artifact (nothing lost)."""
         save = asyncio.ensure_future(self.store.save(
             data, prompt=prompt, model=plan.model, provider=plan.provider,
@@ -319,8 +319,10 @@ class ImageService:
                 job.errors.append(SlotError(slot, exc.category, str(exc), plan.provider))
             return
         job.stored.append((slot, artifact))
+        # Counted now: other slots may store while the ledger write below is awaited.
+        counts = len(job.stored), len(job.errors)
         await self.jobs.add_artifacts(job.record.id, [artifact.id])
-        await on_stored()
+        await on_stored(*counts)
 
     async def _finish(self, job: _Job, plan: Plan, refs: list[ResolvedReference], request: ImageRequest,
                       enforce_limits: bool) -> JobResult:

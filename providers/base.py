@@ -3,7 +3,7 @@ payload decoding straight to bytes, and the capability lookup. Adapters add only
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import binascii
 import logging
 import re
@@ -26,6 +26,7 @@ from core.errors import (
 )
 from core.images import sniff_mime
 from core.net import ImageDownloader, parse_retry_after, redact
+from core.payloads import blob_for, loads_with_blobs, use_blobs
 from core.provider import Capabilities, ProviderRequest, ProviderResult
 
 __all__ = [
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 _DATA_URL = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.DOTALL)
 _WHITESPACE = re.compile(r"\s+")
+#: Bodies larger than this are parsed in a worker thread, off the event loop.
+_PARSE_INLINE_BYTES = 256 * 1024
 
 #: OpenAI's GPT-image ratio table, shared by custom, openai and aihubmix.
 GPT_IMAGE_SIZES: dict[str, str] = {
@@ -210,10 +213,19 @@ class HttpProvider:
         return [s for s in (self.api_key, *self.config.extra_headers.values()) if s]
 
     async def send(self, method: str, url: str, **kwargs: Any) -> Any:
-        """Send one request and return its JSON body, or raise the matching PixbotError."""
-        kwargs.setdefault("timeout", self.timeout)
+        """Send one request and return its JSON body, or raise the matching PixbotError.
+
+        The timeout bounds the whole exchange, not just each read: httpx's timeouts are per phase, so
+        a body trickled a few bytes at a time would otherwise hold the slot until the job's deadline.
+        """
+        timeout = kwargs.setdefault("timeout", self.timeout)
+        deadline = float(timeout) if isinstance(timeout, int | float) else None
         try:
-            response = await self.client.request(method, url, **kwargs)
+            async with asyncio.timeout(deadline):
+                response = await self.client.request(method, url, **kwargs)
+        except TimeoutError:
+            raise ProviderTimeout(detail=f"{self.name}: no complete answer within {timeout}s",
+                                  provider=self.name) from None
         except httpx.TimeoutException as exc:
             raise ProviderTimeout(detail=f"{self.name}: {type(exc).__name__}", provider=self.name) from exc
         except httpx.HTTPError as exc:
@@ -221,14 +233,20 @@ class HttpProvider:
                                       provider=self.name) from exc
         if response.status_code >= 400:
             raise self.error_for(response)
+        body = response.content
         try:
-            return response.json()
+            if len(body) > _PARSE_INLINE_BYTES:
+                data, blobs = await asyncio.to_thread(loads_with_blobs, body)
+            else:
+                data, blobs = loads_with_blobs(body)
         except ValueError:
             raise ProviderUnavailable(
                 "The image service sent an answer the bot could not read.",
                 detail=f"{self.name}: non-JSON body: {redact(_body_text(response)[:200], self._secrets())}",
                 provider=self.name,
             ) from None
+        use_blobs(blobs)
+        return data
 
     async def post_json(self, url: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Any:
         log.debug("%s POST %s", self.name, url)
@@ -248,8 +266,11 @@ class HttpProvider:
     # -- payloads ----------------------------------------------------------------------------
     def decode_b64(self, payload: str) -> bytes:
         """Strict base64 → image bytes, checked by magic bytes (the provider's claimed type is ignored)."""
+        data = blob_for(payload)
         try:
-            data = base64.b64decode(_WHITESPACE.sub("", payload), validate=True)
+            if data is None:
+                cleaned = _WHITESPACE.sub("", payload) if _WHITESPACE.search(payload) else payload
+                data = binascii.a2b_base64(cleaned, strict_mode=True)
         except (binascii.Error, ValueError):
             raise BadImage("The image service sent a broken image.",
                            detail=f"{self.name}: payload was not valid base64", provider=self.name) from None

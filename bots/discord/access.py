@@ -56,7 +56,7 @@ class Gate:
     def __init__(self, settings: DiscordConfig) -> None:
         self.settings = settings
         self.closing = False
-        self._active: set[Interruptible] = set()
+        self._active: dict[Interruptible, asyncio.Task[object] | None] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -79,20 +79,24 @@ class Gate:
 
     @asynccontextmanager
     async def track(self, answer: Interruptible) -> AsyncIterator[None]:
-        self._active.add(answer)
+        self._active[answer] = asyncio.current_task()
         self._idle.clear()
         try:
             yield
         finally:
-            self._active.discard(answer)
+            self._active.pop(answer, None)
             if not self._active:
                 self._idle.set()
 
-    async def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for gestures in flight; tell the people whose requests are left over."""
+    async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` s for gestures in flight. Those left over are told, then cancelled (their
+        images, if any arrive, are delivered by the next start) so none runs on against a closed client."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), grace)
         except TimeoutError:
-            left = list(self._active)
+            left = dict(self._active)
             log.info("%d Discord requests still running at shutdown", len(left))
             await asyncio.gather(*(answer.interrupted() for answer in left), return_exceptions=True)
+            for task in left.values():
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()

@@ -141,13 +141,18 @@ class MessageAnswer:
 
     async def send(self, out: Outgoing) -> discord.Message:
         message = await self.message.reply(
-            out.content, embeds=out.embeds, files=out.files, view=_view(out), mention_author=False, allowed_mentions=_NO_MENTIONS)
+            out.content, embeds=out.embeds, files=out.files, view=_view(out), mention_author=False,
+            allowed_mentions=_NO_MENTIONS)
         self._finished = True
         return message
 
     async def interrupted(self) -> None:
         if not self._finished:
             await self.refuse(_INTERRUPTED)
+
+
+def _view(out: Outgoing) -> discord.ui.View:
+    return out.view if out.view is not None else discord.utils.MISSING
 
 
 class ChannelAnswer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +13,21 @@ from core.config import AppConfig
 from core.models import ChatRef
 from core.service import ImageService
 
-__all__ = ["PLATFORM", "Context", "chat_of", "context_of", "origin_of"]
+__all__ = ["PLATFORM", "Click", "ClickHandler", "Context", "chat_of", "context_of", "origin_of"]
 
 PLATFORM = "discord"
+
+
+@dataclass(frozen=True)
+class Click:
+    """A result button, as its custom id names it: `action` is again, ratio, edit or original."""
+
+    action: str
+    artifact_id: str
+    ratio: str | None = None
+
+
+ClickHandler = Callable[[discord.Interaction, Click], Awaitable[None]]
 
 
 @dataclass
@@ -22,6 +35,8 @@ class Context:
     config: AppConfig
     service: ImageService
     gate: Gate
+    #: Runs a button's action; set by the bot (the buttons module cannot import the flows without a cycle).
+    on_click: ClickHandler
     #: Whether the gateway granted the Message Content intent (other people's images in replies).
     message_content: bool = True
 

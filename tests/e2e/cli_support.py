@@ -62,7 +62,8 @@ class CliResult:
         return json.loads(self.out)
 
     def __str__(self) -> str:
-        return f"pixbot {' '.join(a[:60] for a in self.args)} → {self.code}\nstdout: {self.out}\nstderr: {self.err}"
+        command = " ".join(a[:60] for a in self.args)
+        return f"pixbot {command} → {self.code}\nstdout: {self.out}\nstderr: {self.err}"
 
 
 class Cli:

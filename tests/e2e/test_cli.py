@@ -55,7 +55,7 @@ def api_requests(fake: FakeProvider) -> list[str]:
 
 
 def check_artifact(cli: Cli, artifact: dict[str, Any]) -> bytes:
-    """The documented layout <dataDir>/media/generated/YYYY-MM-DD/img_<12hex>.{png,json}; returns the bytes."""
+    """Checks the layout <dataDir>/media/generated/YYYY-MM-DD/img_<12hex>.{png,json}; returns the image."""
     path = Path(artifact["path"])
     assert path.parent.parent == (cli.root / "media" / "generated").resolve()
     assert _DAY.fullmatch(path.parent.name) and path.parent.name == artifact["created_at"][:10]
@@ -95,7 +95,8 @@ async def test_generate_four_requests_them_at_once_and_stores_each_with_a_sideca
     assert out["report"]["applied"] == {"count": 4, "aspect_ratio": "1:1", "size": "1K"}
     bodies = [r.json for r in fake.requests]
     # The seed contract: the default size hint 1K is sent to custom as 1024x1024, one image per call.
-    assert all(b["size"] == "1024x1024" and b["n"] == 1 and b["response_format"] == "b64_json" for b in bodies)
+    assert all(b["size"] == "1024x1024" and b["n"] == 1 for b in bodies)
+    assert all(b["response_format"] == "b64_json" for b in bodies)
     assert fake.max_in_flight == 4 and len(fake.requests) == 4
 
 
@@ -132,7 +133,9 @@ async def test_busy_provider_is_retried_then_the_fallback_serves(cli: Cli, fake:
     assert len(fake.requests_of("/openai/v1/images/generations")) == 1
 
 
-async def test_a_prompt_of_exactly_4000_characters_is_accepted(cli: Cli, config: Path, fake: FakeProvider) -> None:
+async def test_a_prompt_of_exactly_4000_characters_is_accepted(
+    cli: Cli, config: Path, fake: FakeProvider
+) -> None:
     prompt = ("a fox in the snow " * 300)[:3999] + "!"
     assert len(prompt) == 4000
     result = await cli.run("generate", prompt, "--json", config=config)
@@ -237,8 +240,8 @@ async def test_extra_body_url_answers_are_downloaded_only_from_whitelisted_addre
     """Agnes AI style: extraBody overrides response_format (url) and size (2K, Seedream style)."""
     extra = {"extraBody": {"response_format": "url", "size": "2K"}}
     allowed = cli.write_config(cli.provider_config("custom", MODEL, api_key=KEY, extra=extra), "allowed.json")
-    refused = cli.write_config(cli.provider_config("custom", MODEL, api_key=KEY, extra=extra, whitelist=False),
-                               "refused.json")
+    no_whitelist = cli.provider_config("custom", MODEL, api_key=KEY, extra=extra, whitelist=False)
+    refused = cli.write_config(no_whitelist, "refused.json")
     ok = await cli.run("generate", "a red fox", "--json", config=allowed)
     assert ok.code == 0, ok
     stored = check_artifact(cli, ok.json()["artifacts"][0])

@@ -35,7 +35,9 @@ def _api_calls(fake: FakeProvider) -> list[Recorded]:
 
 
 @pytest.mark.parametrize("name", PROVIDER_NAMES)
-async def test_generate_and_ref_edit_through_each_provider(name: str, tmp_path: Path, fake: FakeProvider) -> None:
+async def test_generate_and_ref_edit_through_each_provider(
+    name: str, tmp_path: Path, fake: FakeProvider
+) -> None:
     cli = Cli(tmp_path, fake)
     model = PROVIDERS[name].default_model
     edits = (await adapter_capabilities(name, model)).edits

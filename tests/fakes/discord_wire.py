@@ -37,8 +37,8 @@ __all__ = [
     "now_iso",
     "probe_image",
     "read_body",
-    "role_payload",
     "reply_fields",
+    "role_payload",
     "visible_to",
     "walk_components",
 ]
@@ -185,7 +185,8 @@ def guild_payload(guild_id: str, channels: list[Json], members: list[FakeUser], 
         "id": guild_id, "name": "Fake Guild", "icon": None, "owner_id": owner_id, "features": [],
         "premium_tier": premium_tier, "premium_subscription_count": 0, "roles": [everyone, *extra],
         "channels": channels,
-        "members": [member_payload(u, roles=held.get(u.id)) for u in members], "member_count": member_count, "emojis": [],
+        "members": [member_payload(u, roles=held.get(u.id)) for u in members], "member_count": member_count,
+        "emojis": [],
         "stickers": [], "large": False, "unavailable": False, "joined_at": now_iso(), "threads": [],
         "voice_states": [], "presences": [], "preferred_locale": "en-US", "verification_level": 0,
         "mfa_level": 0, "default_message_notifications": 0, "explicit_content_filter": 0, "nsfw_level": 0,
@@ -221,10 +222,13 @@ def reply_fields(referenced: Json, guild_id: str) -> Json:
 
 def visible_to(msg: Json, intents: int, bot_id: str) -> Json:
     """Without the Message Content intent, content is blanked unless the bot wrote the message or is
-    mentioned in it (Discord does this for gateway events and REST reads alike)."""
-    if intents & MESSAGE_CONTENT or "author" not in msg or msg["author"]["id"] == bot_id:
+    mentioned in it (Discord does this for gateway events and REST reads alike). A nested
+    `referenced_message` is a message of its own and is judged by itself."""
+    if intents & MESSAGE_CONTENT or "author" not in msg:
         return msg
-    if any(u["id"] == bot_id for u in msg.get("mentions", [])):
+    if isinstance(msg.get("referenced_message"), dict):
+        msg = msg | {"referenced_message": visible_to(msg["referenced_message"], intents, bot_id)}
+    if msg["author"]["id"] == bot_id or any(u["id"] == bot_id for u in msg.get("mentions", [])):
         return msg
     return msg | {"content": "", "attachments": [], "embeds": [], "components": []}
 

@@ -133,6 +133,7 @@ class FakeDiscord:
         self.base_url = ""
         self.calls: list[RestCall] = []
         self.identifies: list[Json] = []  # every IDENTIFY `d`, `intents` included
+        self.ready_count = 0  # READY events sent: wait for it to grow to know a (re)connection is done
         self.interactions: list[FakeInteraction] = []
         self.global_commands: dict[str, Json] = {}  # command id -> command, as returned by the sync
         self.guild_commands: dict[str, dict[str, Json]] = {}  # guild id -> command id -> command
@@ -406,6 +407,7 @@ class FakeDiscord:
                               owner_id=self.alice.id, premium_tier=self.premium_tier,
                               member_count=len(self.members), roles=self.roles, member_roles=self.member_roles)
         await session.send(0, guild, "GUILD_CREATE")
+        self.ready_count += 1
         await self._notify()
 
     async def _dispatch(self, event: str, data: Json, *, intent: int = 0) -> None:
@@ -790,7 +792,8 @@ class FakeDiscord:
             "token": f"itok.{interaction_id}.{secrets.token_urlsafe(16)}", "version": 1,
             "guild_id": self.guild_id, "guild": {"id": self.guild_id, "locale": "en-US", "features": []},
             "channel_id": self.channel_id, "channel": channel_payload(self.channel_id, self.guild_id),
-            "member": member_payload(user, permissions=True, roles=self.member_roles.get(user.id)), "locale": "en-US", "guild_locale": "en-US",
+            "member": member_payload(user, permissions=True, roles=self.member_roles.get(user.id)),
+            "locale": "en-US", "guild_locale": "en-US",
             "app_permissions": MEMBER_PERMISSIONS, "entitlements": [], "context": 0,
             "authorizing_integration_owners": {"0": self.guild_id}, "attachment_size_limit": limit,
         }

@@ -36,6 +36,12 @@ never to ``/files`` downloads), ``hold()``/``release()`` (park API requests at a
 see them all in flight without timing), ``requests``/``requests_of()``/``wait_for_requests()``,
 ``in_flight``/``max_in_flight`` (API requests only).
 
+Faults below HTTP, as scripted answers: ``Answer(stall=True)`` (or ``stall_next()``) parks that one
+request until ``release_stalled()`` or ``stop()`` and then lets the normal handler answer it, so one
+slot of a job can hang while the others complete; ``Answer(drip=s)`` sends the status and headers at
+once, then the body ``drip_bytes`` at a time with ``s`` seconds between pieces (a slow-drip body that
+never trips a per-read timeout); ``Answer(reset=True)`` closes the connection without any response.
+
 Standalone: ``python -m tests.fakes.fake_provider --port N --latency-ms 500 --image-bytes 12000000``
 prints its base URL on stdout once listening and serves until SIGINT/SIGTERM.
 """
@@ -113,6 +119,13 @@ class Answer:
     headers: Mapping[str, str] | None = None
     path_suffix: str | None = None
     content_type: str | None = None
+    #: Park the request until ``release_stalled()``/``stop()``, then answer it normally (not ``body``).
+    stall: bool = False
+    #: Seconds between body pieces of ``drip_bytes`` each (a slow-drip body); None sends it at once.
+    drip: float | None = None
+    drip_bytes: int = 16
+    #: Close the connection without sending a response.
+    reset: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,6 +222,8 @@ class FakeProvider:
         self._cond = asyncio.Condition()
         self._gate = asyncio.Event()
         self._gate.set()
+        self._unstall = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -247,6 +262,8 @@ class FakeProvider:
 
     async def stop(self) -> None:
         self._gate.set()
+        self._unstall.set()
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -282,6 +299,16 @@ class FakeProvider:
 
     def release(self) -> None:
         self._gate.set()
+
+    def stall_next(self, times: int = 1, *, path_suffix: str | None = None) -> None:
+        """Park the next ``times`` API requests (or those ending ``path_suffix``) until ``release_stalled()``."""
+        self._unstall.clear()
+        for _ in range(times):
+            self.answers.append(Answer(stall=True, path_suffix=path_suffix))
+
+    def release_stalled(self) -> None:
+        """Let every stalled request through to its normal answer."""
+        self._unstall.set()
 
     def requests_of(self, path_suffix: str, method: str | None = None) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith(path_suffix) and method in (None, r.method)]
@@ -319,9 +346,18 @@ class FakeProvider:
                 if self.require_key is not None and not self._authorized(request):
                     return _json(_error(401, "Incorrect API key provided.", "invalid_api_key"), 401)
             scripted = self._take_answer(recorded.path, is_api)
-            if scripted is not None:
-                return _scripted(scripted)
-            return await handler(request)
+            if scripted is None:
+                return await handler(request)
+            if scripted.stall:
+                await self._unstall.wait()
+                return await handler(request)
+            if scripted.reset:
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=499)  # never reaches the client: the connection is gone
+            if scripted.drip is not None:
+                return await self._drip(request, scripted, scripted.drip)
+            return _scripted(scripted)
         finally:
             if is_api:
                 self.in_flight -= 1
@@ -349,6 +385,26 @@ class FakeProvider:
             self.requests.append(recorded)
             self._cond.notify_all()
         return recorded
+
+    async def _drip(self, request: web.Request, answer: Answer, interval: float) -> web.StreamResponse:
+        """Headers now, then the body a few bytes at a time until done, the client leaves, or ``stop()``."""
+        scripted = _scripted(answer)
+        body = scripted.body if isinstance(scripted.body, bytes) else b""
+        response = web.StreamResponse(status=answer.status, headers=scripted.headers)
+        response.content_length = len(body)
+        try:
+            await response.prepare(request)
+            for start in range(0, len(body), max(1, answer.drip_bytes)):
+                await response.write(body[start : start + max(1, answer.drip_bytes)])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), interval)
+                if self._stopping.is_set():
+                    break
+            else:
+                await response.write_eof()
+        except ConnectionResetError:  # the client gave up (its deadline): nothing left to do
+            pass
+        return response
 
     def _authorized(self, request: web.Request) -> bool:
         return (

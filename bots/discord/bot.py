@@ -1,0 +1,83 @@
+"""The discord.py Bot: intents, the gated command tree, cogs, persistent buttons and the command sync."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bots.discord.buttons import ResultButton
+from bots.discord.commands import ImageCommands
+from bots.discord.context import Context, context_of
+from bots.discord.gestures import EditGestures
+from core.errors import PixbotError
+
+__all__ = ["GatedTree", "PixbotBot", "sync_commands"]
+
+log = logging.getLogger(__name__)
+
+
+class GatedTree(app_commands.CommandTree[discord.Client]):
+    """Every slash command and context menu passes the gate first; refusals are ephemeral first responses."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return await context_of(self.client).gate.admit(interaction)
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError, /) -> None:
+        """Only reached by bugs (handlers answer every failure themselves): log it, still answer."""
+        cause = getattr(error, "original", error)
+        log.error("command %s failed", interaction.command and interaction.command.qualified_name,
+                  exc_info=cause)
+        text = str(cause) if isinstance(cause, PixbotError) else PixbotError.default_message
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("could not report a failed command: %s", exc)
+
+
+class PixbotBot(commands.Bot):
+    """Built once per gateway attempt: `message_content=False` is the fallback when Discord refuses the
+    privileged intent (close code 4014); `sync=False` skips the command sync already done."""
+
+    def __init__(self, ctx: Context, *, message_content: bool, sync: bool = True) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = message_content
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
+                         tree_cls=GatedTree, allowed_mentions=discord.AllowedMentions.none())
+        self.pixbot = ctx
+        self._sync = sync
+
+    async def setup_hook(self) -> None:
+        ctx = self.pixbot
+        guilds = [discord.Object(int(g)) for g in ctx.config.bots.discord.command_guilds]
+        scope: list[discord.abc.Snowflake] = list(guilds) if guilds else discord.utils.MISSING  # MISSING: global
+        await self.add_cog(ImageCommands(ctx), guilds=scope)
+        gestures = EditGestures(self, ctx)
+        await self.add_cog(gestures)
+        self.tree.add_command(gestures.menu, guilds=scope)
+        self.add_dynamic_items(ResultButton)
+        if self._sync:
+            await sync_commands(self.tree, guilds)
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: the reply gesture is the EditGestures listener."""
+        return None
+
+
+async def sync_commands(tree: app_commands.CommandTree[discord.Client], guilds: list[discord.Object]) -> None:
+    """To the listed guilds (instant), clearing leftovers of an earlier global sync; else globally (Discord
+    may take up to an hour to show global changes). A guild the bot cannot reach is logged, not fatal."""
+    for guild in guilds:
+        try:
+            synced = await tree.sync(guild=guild)
+            log.info("synced %d commands to guild %s", len(synced), guild.id)
+        except discord.HTTPException as exc:
+            log.warning("could not sync commands to guild %s (is the bot in it, invited with the "
+                        "applications.commands scope?): %s", guild.id, exc)
+    synced = await tree.sync()
+    log.info("synced %d global commands", len(synced))

@@ -1,0 +1,136 @@
+"""run_discord: point discord.py at the configured REST base and gateway, connect (falling back to no
+Message Content intent when Discord refuses it), deliver jobs left over from the last run, and shut down
+cleanly when asked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+
+from bots.discord.access import Gate
+from bots.discord.bot import PixbotBot
+from bots.discord.clicks import handle_click
+from bots.discord.context import PLATFORM, Context
+from bots.discord.delivery import deliver_pending
+from core.config import AppConfig, DiscordConfig
+from core.errors import ConfigError
+from core.jobs import JobRecord
+from core.models import Artifact
+from core.service import ImageService
+
+__all__ = ["SHUTDOWN_GRACE_S", "configure_endpoints", "run_discord"]
+
+log = logging.getLogger(__name__)
+
+#: How long running jobs get to finish and be delivered once a stop is requested.
+SHUTDOWN_GRACE_S = 8.0
+_LIBRARY_API_BASE: str = discord.http.Route.BASE
+_LIBRARY_GATEWAY: yarl.URL = DiscordWebSocket.DEFAULT_GATEWAY
+_VERSIONED = re.compile(r"/api/v\d+$")
+
+Pending = list[tuple[JobRecord, list[Artifact]]]
+_Outcome = Literal["stopped", "closed", "intents"]
+
+
+def configure_endpoints(settings: DiscordConfig) -> None:
+    """`apiBase` (a REST root; `/api/v10` is added unless it names a version) and `gatewayUrl` replace
+    Discord's; unset, discord.py's own are used. They are process-wide class attributes of discord.py."""
+    base = _LIBRARY_API_BASE
+    if settings.api_base:
+        base = settings.api_base.rstrip("/")
+        if not _VERSIONED.search(base):
+            base += "/api/v10"
+    discord.http.Route.BASE = base
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url) if settings.gateway_url else _LIBRARY_GATEWAY
+
+
+async def run_discord(config: AppConfig, service: ImageService, stop: asyncio.Event) -> None:
+    """Run the Discord front-end until `stop` is set (see bots/app.py's FrontEnd)."""
+    settings = config.bots.discord
+    if not settings.token:
+        raise ConfigError("bots.discord.token is not set (or set DISCORD_BOT_TOKEN).")
+    configure_endpoints(settings)
+    pending: Pending = await service.pending_deliveries(PLATFORM)  # before any new job can join the list
+    ctx = Context(config, service, Gate(settings), on_click=handle_click)
+    message_content, sync = True, True
+    while True:
+        bot = PixbotBot(ctx, message_content=message_content, sync=sync)
+        ctx.message_content = message_content
+        outcome = await _run_bot(bot, settings.token, ctx, stop, pending)
+        if outcome != "intents":
+            return
+        log.warning("Discord refused the Message Content intent (enable it under Bot → Privileged Gateway "
+                    "Intents in the developer portal). Running without it: replies can edit the bot's own "
+                    "images, other people's images need the Edit image… menu.")
+        message_content, sync = False, False
+
+
+async def _run_bot(bot: PixbotBot, token: str, ctx: Context, stop: asyncio.Event, pending: Pending) -> _Outcome:
+    try:
+        await bot.login(token)
+    except discord.LoginFailure as exc:
+        await bot.close()
+        raise ConfigError("Discord rejected bots.discord.token. Copy the bot token again from the developer "
+                          "portal (Bot → Reset Token).") from exc
+    except BaseException:
+        await bot.close()
+        raise
+    gateway = asyncio.create_task(bot.connect(reconnect=True), name="discord-gateway")
+    stopping = asyncio.create_task(stop.wait(), name="discord-stop")
+    catching_up = asyncio.create_task(_deliver_pending(bot, ctx, pending), name="discord-pending")
+    try:
+        await asyncio.wait({gateway, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if gateway.done():
+            error = gateway.exception()
+            if isinstance(error, discord.PrivilegedIntentsRequired) and bot.intents.message_content:
+                return "intents"
+            if error is not None:
+                raise error
+            return "closed"
+        await _shut_down(bot, ctx)
+        return "stopped"
+    finally:
+        for task in (stopping, catching_up):
+            task.cancel()
+        await asyncio.gather(stopping, catching_up, return_exceptions=True)
+        if not bot.is_closed():
+            await bot.close()
+        with contextlib.suppress(Exception):
+            await gateway
+
+
+async def _shut_down(bot: PixbotBot, ctx: Context) -> None:
+    """Refuse new gestures, let running jobs finish and be delivered (within the grace), then close."""
+    ctx.gate.closing = True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SHUTDOWN_GRACE_S
+    idle = await ctx.service.wait_idle(SHUTDOWN_GRACE_S)
+    await ctx.gate.drain(max(0.5, deadline - loop.time()))
+    log.info("Discord front-end stopping (%s)", "idle" if idle else "jobs still running")
+    await bot.close()
+
+
+async def _deliver_pending(bot: discord.Client, ctx: Context, pending: Pending) -> None:
+    """Once connected, post the results a previous run stored but never delivered (oldest first)."""
+    if not pending:
+        return
+    await bot.wait_until_ready()
+    log.info("delivering %d Discord jobs left from the last run", len(pending))
+    while pending:
+        record, artifacts = pending.pop(0)
+        await _deliver_one(bot, ctx, record, artifacts)
+
+
+async def _deliver_one(bot: discord.Client, ctx: Context, record: JobRecord, artifacts: Sequence[Artifact]) -> None:
+    try:
+        await deliver_pending(bot, ctx, record, artifacts)
+    except Exception:
+        log.exception("job %s: delivery after restart failed", record.id)

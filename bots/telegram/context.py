@@ -1,0 +1,48 @@
+"""What every Telegram handler shares: the bot's settings, its timing knobs, the album collector and the
+job tracker. Handed to handlers as the workflow-data entry ``tg``; holds no business logic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.config import TelegramConfig
+
+if TYPE_CHECKING:
+    from bots.telegram.albums import AlbumCollector
+    from bots.telegram.lifecycle import JobTracker
+
+__all__ = ["TelegramContext", "TelegramOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramOptions:
+    """Timing of the Telegram front-end. The defaults follow CHAT-UX.md; tests shorten the waits."""
+
+    #: An album arrives as one update per item; wait this long after the last one before acting.
+    album_window: float = 0.6
+    #: A job running longer than this gets a status message (edited in place, deleted at the end).
+    status_after: float = 10.0
+    #: At most one status edit per this many seconds (Telegram rate-limits edits).
+    status_edit_interval: float = 3.0
+    #: ``upload_photo`` lapses after 5 s on the user's screen; repeat it a little sooner.
+    action_interval: float = 4.0
+    #: Long-polling ``getUpdates`` timeout; a stop cancels the poll at once, whatever this is.
+    polling_timeout: int = 25
+    #: On shutdown, how long running jobs may take before they are cancelled (stored images are kept).
+    shutdown_grace: float = 8.0
+    #: How often one API call is retried after ``429 retry_after`` before it gives up.
+    flood_attempts: int = 6
+    #: A ``retry_after`` longer than this is not waited out for one call (the call fails instead).
+    max_flood_wait: float = 300.0
+
+
+@dataclass(slots=True)
+class TelegramContext:
+    settings: TelegramConfig
+    options: TelegramOptions
+    albums: AlbumCollector
+    tracker: JobTracker
+    #: The bot's own username (lower case, no "@"), for mentions; filled in at start-up.
+    username: str = ""
+    bot_id: int = 0

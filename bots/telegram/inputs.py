@@ -1,0 +1,140 @@
+"""Images a Telegram message carries or points at, turned into core References: the largest photo size,
+image documents (original bytes), the replied-to image (ours by the message → artifact map, anyone
+else's downloaded with ``getFile``). Also how they are written into a job's origin, to redo after restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import Document, Message
+
+from core.errors import BadImage
+from core.models import Reference
+from core.service import ImageService
+
+__all__ = [
+    "DOWNLOAD_LIMIT",
+    "ImageFile",
+    "Target",
+    "attached_target",
+    "download",
+    "files_target",
+    "image_files",
+    "is_image_document",
+    "references_from_specs",
+    "replied_target",
+]
+
+#: The cloud Bot API hands bots files up to 20 MB (``getFile``).
+DOWNLOAD_LIMIT = 20 * 1024 * 1024
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFile:
+    """One image on Telegram's servers, not downloaded yet."""
+
+    file_id: str
+    size: int | None
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The images a request works on, how to find them again after a restart, and how to name them."""
+
+    references: tuple[Reference, ...]
+    #: JSON-safe: ``{"artifact": id}`` or ``{"file": file_id, "name": name}`` per reference, in order.
+    specs: tuple[dict[str, str], ...]
+    label: str
+
+
+def is_image_document(document: Document) -> bool:
+    mime = (document.mime_type or "").lower()
+    return mime.startswith("image/") or (document.file_name or "").lower().endswith(_IMAGE_SUFFIXES)
+
+
+def image_files(message: Message) -> list[ImageFile]:
+    """The image a message carries: the largest of a photo's sizes, or an image sent as a file."""
+    if message.photo:
+        largest = message.photo[-1]
+        return [ImageFile(largest.file_id, largest.file_size, f"photo_{message.message_id}.jpg")]
+    document = message.document
+    if document is not None and is_image_document(document):
+        return [ImageFile(document.file_id, document.file_size, document.file_name or "image")]
+    return []
+
+
+def _too_big(size: int, limit: int) -> BadImage:
+    return BadImage(f"That file is {size / 1_048_576:.1f} MB, and the bot can only fetch files up to "
+                    f"{limit / 1_048_576:.0f} MB from Telegram. Send a smaller image, or send it as a photo "
+                    "instead of a file.")
+
+
+async def download(bot: Bot, file: ImageFile, limit: int) -> Reference:
+    """Fetch one file over HTTP (``getFile`` then the file URL); oversize files are refused up front."""
+    limit = min(limit, DOWNLOAD_LIMIT)
+    if file.size is not None and file.size > limit:
+        raise _too_big(file.size, limit)
+    try:
+        remote = await bot.get_file(file.file_id)
+    except TelegramBadRequest as exc:
+        if "too big" in exc.message.lower():
+            raise _too_big(file.size or limit + 1, limit) from exc
+        raise BadImage("Telegram would not hand over that image. Send it again.", detail=exc.message) from exc
+    if remote.file_size is not None and remote.file_size > limit:
+        raise _too_big(remote.file_size, limit)
+    if not remote.file_path:
+        raise BadImage("Telegram would not hand over that image. Send it again.", detail="no file_path")
+    buffer = io.BytesIO()
+    await bot.download_file(remote.file_path, destination=buffer)
+    data = buffer.getvalue()
+    if len(data) > limit:
+        raise _too_big(len(data), limit)
+    return Reference(data=data, name=file.name)
+
+
+async def files_target(bot: Bot, files: Sequence[ImageFile], limit: int, label: str) -> Target:
+    references = await asyncio.gather(*(download(bot, f, limit) for f in files))
+    specs = tuple({"file": f.file_id, "name": f.name} for f in files)
+    return Target(tuple(references), specs, label)
+
+
+async def attached_target(bot: Bot, message: Message, limit: int) -> Target | None:
+    files = image_files(message)
+    return await files_target(bot, files, limit, "your image") if files else None
+
+
+async def replied_target(service: ImageService, bot: Bot, message: Message, limit: int) -> Target | None:
+    """The image the message replies to: ours through the message → artifact map (which also covers the
+    bot's "what should change?" prompts), anyone else's downloaded. None when it replies to no image."""
+    reply = message.reply_to_message
+    if reply is None:
+        return None
+    artifact_id = await service.state.artifact_for_message(f"telegram:{message.chat.id}", str(reply.message_id))
+    if artifact_id is not None:
+        return Target((Reference(artifact_id=artifact_id),), ({"artifact": artifact_id},),
+                      f"the image you replied to ({artifact_id})")
+    files = image_files(reply)
+    return await files_target(bot, files, limit, "the image you replied to") if files else None
+
+
+async def references_from_specs(bot: Bot, specs: Sequence[Any], limit: int) -> tuple[Reference, ...]:
+    """Rebuild a job's references from its origin (for 🔁 Again after any restart): artifacts by id,
+    Telegram files fetched again by their file_id, which stays valid for the bot."""
+    references: list[Reference] = []
+    for spec in specs:
+        if not isinstance(spec, dict):
+            continue
+        if spec.get("artifact"):
+            references.append(Reference(artifact_id=str(spec["artifact"])))
+        elif spec.get("file"):
+            file = ImageFile(str(spec["file"]), None, str(spec.get("name") or "image"))
+            references.append(await download(bot, file, limit))
+    return tuple(references)
