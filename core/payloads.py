@@ -27,7 +27,7 @@ _RUN = re.compile(rb'"(data:image/[A-Za-z0-9.+-]+;base64,)?([A-Za-z0-9+/]{%d,}={
 _BLOBS: ContextVar[tuple[bytes, ...]] = ContextVar("pixbot_payload_blobs", default=())
 
 
-def loads_with_blobs(body: bytes) -> tuple[Any, tuple[bytes, ...]]:
+def loads_with_blobs(body: bytes | bytearray) -> tuple[Any, tuple[bytes, ...]]:
     """Parse ``body``; long base64 strings become markers, their decoded bytes are returned.
 
     Anything unusual (escapes inside a run, bad padding) falls back to plain ``json.loads``, so the
@@ -41,7 +41,7 @@ def loads_with_blobs(body: bytes) -> tuple[Any, tuple[bytes, ...]]:
         for match in _RUN.finditer(body):
             start, end = match.span(2)
             blobs.append(binascii.a2b_base64(view[start:end], strict_mode=True))
-            prefix = body[match.start(1):match.end(1)] if match.start(1) >= 0 else b""
+            prefix = bytes(body[match.start(1):match.end(1)]) if match.start(1) >= 0 else b""
             pieces += [view[last:match.start()].tobytes(), b'"', prefix, b"\\u0000blob:%d\"" % (len(blobs) - 1)]
             last = match.end()
     except binascii.Error:

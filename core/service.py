@@ -280,6 +280,8 @@ class ImageService:
             try:
                 images = await with_retries(attempt, self.retry, on_retry=_log_retry(job.record.id, slot))
             except PixbotError as exc:
+                if exc.provider is None:  # e.g. the downloader's errors: say whose answer it was
+                    exc.provider = plan.provider
                 last_error = exc
                 log.info("job %s slot %d %s failed: %s (%s)", job.record.id, slot, plan.provider, exc.category,
                          exc.detail or exc)
@@ -315,6 +317,8 @@ class ImageService:
             await self.jobs.add_artifacts(job.record.id, [artifact.id])
             raise
         except PixbotError as exc:
+            log.info("job %s slot %d %s failed: %s (%s)", job.record.id, slot, plan.provider, exc.category,
+                     exc.detail or exc)
             if slot >= 0:
                 job.errors.append(SlotError(slot, exc.category, str(exc), plan.provider))
             return

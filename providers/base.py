@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 _DATA_URL = re.compile(r"^data:(image/[A-Za-z0-9.+-]+);base64,(.*)$", re.DOTALL)
 _WHITESPACE = re.compile(r"\s+")
+#: The largest provider answer read (a 30 MB PNG is ~40 MB of base64 inside JSON).
+MAX_BODY_BYTES = 128 * 1024 * 1024
 #: Bodies larger than this are parsed in a worker thread, off the event loop.
 _PARSE_INLINE_BYTES = 256 * 1024
 
@@ -221,8 +223,11 @@ class HttpProvider:
         timeout = kwargs.setdefault("timeout", self.timeout)
         deadline = float(timeout) if isinstance(timeout, int | float) else None
         try:
-            async with asyncio.timeout(deadline):
-                response = await self.client.request(method, url, **kwargs)
+            async with asyncio.timeout(deadline), self.client.stream(method, url, **kwargs) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self.error_for(response)
+                body = await self._read_body(response)
         except TimeoutError:
             raise ProviderTimeout(detail=f"{self.name}: no complete answer within {timeout}s",
                                   provider=self.name) from None
@@ -231,22 +236,31 @@ class HttpProvider:
         except httpx.HTTPError as exc:
             raise ProviderUnavailable(detail=f"{self.name}: {type(exc).__name__}: {redact(str(exc), self._secrets())}",
                                       provider=self.name) from exc
-        if response.status_code >= 400:
-            raise self.error_for(response)
-        body = response.content
         try:
             if len(body) > _PARSE_INLINE_BYTES:
                 data, blobs = await asyncio.to_thread(loads_with_blobs, body)
             else:
                 data, blobs = loads_with_blobs(body)
         except ValueError:
+            text = bytes(body[:200]).decode("utf-8", "replace")
             raise ProviderUnavailable(
                 "The image service sent an answer the bot could not read.",
-                detail=f"{self.name}: non-JSON body: {redact(_body_text(response)[:200], self._secrets())}",
+                detail=f"{self.name}: non-JSON body: {redact(text, self._secrets())}",
                 provider=self.name,
             ) from None
         use_blobs(blobs)
         return data
+
+    async def _read_body(self, response: httpx.Response) -> bytearray:
+        """Collect the body into one growing buffer (no chunk list + join copy), capped: an image
+        answer larger than any image we would accept is refused before it fills memory."""
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise BadImage("The image service sent an answer too large to accept.",
+                               detail=f"{self.name}: body over {MAX_BODY_BYTES} bytes", provider=self.name)
+        return body
 
     async def post_json(self, url: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Any:
         log.debug("%s POST %s", self.name, url)

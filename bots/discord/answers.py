@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import discord
 
@@ -141,8 +141,8 @@ class MessageAnswer:
 
     async def send(self, out: Outgoing) -> discord.Message:
         message = await self.message.reply(
-            out.content, embeds=out.embeds, files=out.files, view=_view(out), mention_author=False,
-            allowed_mentions=_NO_MENTIONS)
+            out.content, embeds=out.embeds, files=out.files, mention_author=False, allowed_mentions=_NO_MENTIONS,
+            **_optional(view=out.view))
         self._finished = True
         return message
 
@@ -151,8 +151,9 @@ class MessageAnswer:
             await self.refuse(_INTERRUPTED)
 
 
-def _view(out: Outgoing) -> discord.ui.View:
-    return out.view if out.view is not None else discord.utils.MISSING
+def _optional(**values: object) -> dict[str, Any]:
+    """Keyword arguments without the unset ones (discord.py's send overloads want them left out)."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 class ChannelAnswer:
@@ -189,8 +190,7 @@ class ChannelAnswer:
             reference = discord.MessageReference(message_id=int(self.reply_to), channel_id=self.channel_id,
                                                  fail_if_not_exists=False)
         return await self.channel.send(
-            mention + out.content, embeds=out.embeds, files=out.files, view=_view(out),
-            reference=reference if reference is not None else discord.utils.MISSING,
+            mention + out.content, embeds=out.embeds, files=out.files, **_optional(view=out.view, reference=reference),
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
 
     async def interrupted(self) -> None:

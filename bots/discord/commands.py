@@ -1,5 +1,5 @@
-"""Slash commands: /imagine, /edit (image gestures through the shared flow), /settings, /history, /help
-(ephemeral answers read straight from the chat state)."""
+"""Slash commands: /imagine, /edit (image gestures through the shared flow), /settings, /history, /cancel,
+/help (ephemeral answers straight from the service and chat state)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,13 @@ class ImageCommands(commands.Cog):
         lines = [f"`{e.artifact_id}` {_when(e.created_at)} {_short(e.prompt)}" for e in entries]
         await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)
 
+    @app_commands.command()
+    async def cancel(self, interaction: discord.Interaction) -> None:
+        """Stop this channel's running image jobs (images already made are kept)."""
+        stopped = await self.ctx.service.cancel(chat_of(interaction.channel_id, interaction.user).key)
+        text = f"Stopped {stopped} running job{'s' if stopped != 1 else ''}." if stopped else "Nothing is running here."
+        await interaction.response.send_message(text, ephemeral=True)
+
     @app_commands.command(name="help")
     async def help_(self, interaction: discord.Interaction) -> None:
         """What this bot can do."""
@@ -108,7 +115,8 @@ class ImageCommands(commands.Cog):
             f"**Edit image…** (right-click a message → Apps) — edits that message's image.\n"
             f"Reply to an image and mention me with what to change — edits that image.\n"
             f"Buttons under results: 🔁 again, 📐 another shape, ✏️ edit, 📎 the original file.\n"
-            f"**/settings** — this channel's defaults; **/history** — recent images.\nModel: {model}.",
+            f"**/settings** — this channel's defaults; **/history** — recent images; **/cancel** — stop "
+            f"this channel's running jobs.\nModel: {model}.",
             ephemeral=True)
 
 

@@ -23,7 +23,7 @@ async def test_commands_are_synced_to_command_guilds_and_global_leftovers_cleare
 ) -> None:
     await harness.start()
     synced = {c["name"]: c for c in fake.guild_commands[fake.guild_id].values()}
-    assert set(synced) == {"imagine", "edit", "settings", "history", "help", "Edit image…"}
+    assert set(synced) == {"imagine", "edit", "settings", "history", "cancel", "help", "Edit image…"}
     assert synced["Edit image…"]["type"] == 3
     (cleared,) = fake.calls_matching("PUT", rf"/applications/{fake.app_id}/commands$")
     assert cleared.json == [] and fake.global_commands == {}
@@ -157,3 +157,19 @@ async def test_help_names_the_gestures_and_the_model(harness: DiscordHarness, fa
     await harness.start()
     shown = await result_of(fake, await fake.invoke_slash(fake.alice, "help"))
     assert shown["flags"] & EPHEMERAL and "/imagine" in shown["content"] and "custom/flux-dev" in shown["content"]
+
+
+async def test_cancel_stops_the_channels_running_job(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    await harness.start()
+    idle = await result_of(fake, await fake.invoke_slash(fake.bob, "cancel"))
+    assert idle["content"] == "Nothing is running here." and idle["flags"] & EPHEMERAL
+    provider.hold()
+    running = await fake.invoke_slash(fake.alice, "imagine", prompt="a slow fox")
+    await provider.wait_for_requests(1)
+    stopped = await result_of(fake, await fake.invoke_slash(fake.bob, "cancel"))
+    assert stopped["content"] == "Stopped 1 running job." and stopped["flags"] & EPHEMERAL
+    answer = await result_of(fake, running)
+    assert answer["content"] == "Cancelled." and answer["attachments"] == []
+    provider.release()

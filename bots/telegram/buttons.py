@@ -1,0 +1,100 @@
+"""The buttons under results: 🔁 Again, 📐 ratios (the same request again), ✏️ Edit (asks for the change
+with a force-reply prompt that maps to the image), 📎 Original (the untouched file). Each click is
+answered at once; the work that follows reports like any other job."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Router
+from aiogram.types import BufferedInputFile, CallbackQuery, ForceReply, InaccessibleMessage, Message, User
+from aiogram.utils.formatting import Text, TextMention
+
+from bots.telegram.context import TelegramContext
+from bots.telegram.delivery import Destination
+from bots.telegram.keyboards import Again, EditImage, Original, Reratio, decode_ratio
+from bots.telegram.pipeline import run_job
+from bots.telegram.requests import chat_of, repeat
+from core.errors import InvalidRequest
+from core.service import ImageService
+
+__all__ = ["make_router"]
+
+_TOO_OLD = "This message is too old for its buttons. Use /last or /history."
+#: Telegram's document upload limit on the cloud Bot API.
+_DOCUMENT_LIMIT = 50 * 1024 * 1024
+
+
+def make_router() -> Router:
+    router = Router(name="telegram.buttons")
+    router.callback_query.register(again, Again.filter())
+    router.callback_query.register(reratio, Reratio.filter())
+    router.callback_query.register(edit_prompt, EditImage.filter())
+    router.callback_query.register(original, Original.filter())
+    router.callback_query.register(stale)
+    return router
+
+
+async def _accessible(query: CallbackQuery, note: str) -> Message | None:
+    """The message under the button (answering the click), or None after telling the user it is too old."""
+    if query.message is None or isinstance(query.message, InaccessibleMessage):
+        await query.answer(_TOO_OLD, show_alert=True)
+        return None
+    await query.answer(note)
+    return query.message
+
+
+async def again(query: CallbackQuery, callback_data: Again, bot: Bot, service: ImageService,
+                tg: TelegramContext) -> None:
+    if (message := await _accessible(query, "🔁 Again…")) is not None:
+        request = await repeat(service, bot, callback_data.artifact_id, message, query.from_user)
+        await run_job(bot, service, tg, request)
+
+
+async def reratio(query: CallbackQuery, callback_data: Reratio, bot: Bot, service: ImageService,
+                  tg: TelegramContext) -> None:
+    ratio = decode_ratio(callback_data.ratio)
+    if (message := await _accessible(query, f"📐 {ratio}…")) is not None:
+        request = await repeat(service, bot, callback_data.artifact_id, message, query.from_user, ratio=ratio)
+        await run_job(bot, service, tg, request)
+
+
+async def edit_prompt(query: CallbackQuery, callback_data: EditImage, bot: Bot, service: ImageService) -> None:
+    """Ask for the change; the reply to this prompt edits the image (the prompt maps to the artifact)."""
+    if (message := await _accessible(query, "✏️ Reply with the change")) is None:
+        return
+    artifact_id = callback_data.artifact_id
+    sent = await bot.send_message(**_ask(query.from_user, artifact_id),
+                                  reply_markup=ForceReply(selective=True, input_field_placeholder="e.g. make it snowy"),
+                                  **Destination(message.chat.id, message.message_id, _thread(message)).kwargs())
+    await service.state.map_messages(chat_of(message).key, [(str(sent.message_id), artifact_id)])
+
+
+def _ask(user: User, artifact_id: str) -> dict[str, object]:
+    """Mentions the person who clicked, so the force-reply (``selective``) opens on their screen only."""
+    return Text(TextMention(user.first_name, user=user), f", what should change in {artifact_id}? "
+                "Reply to this message.").as_kwargs()
+
+
+async def original(query: CallbackQuery, callback_data: Original, bot: Bot, service: ImageService) -> None:
+    if (message := await _accessible(query, "📎 Sending the original…")) is None:
+        return
+    artifact = await service.store.get(callback_data.artifact_id)
+    if artifact is None:
+        raise InvalidRequest("That image is no longer stored.")
+    if artifact.bytes > _DOCUMENT_LIMIT:
+        raise InvalidRequest(f"The original is {artifact.bytes / 1_048_576:.0f} MB; Telegram takes files up to "
+                             "50 MB from bots.")
+    data = await service.store.read(artifact)
+    name = artifact.id + (artifact.path[artifact.path.rfind("."):] if "." in artifact.path else ".png")
+    sent = await bot.send_document(document=BufferedInputFile(data, filename=name),
+                                   caption=f"{artifact.id} · {artifact.width}×{artifact.height} · original file",
+                                   **Destination(message.chat.id, message.message_id, _thread(message)).kwargs())
+    await service.state.map_messages(chat_of(message).key, [(str(sent.message_id), artifact.id)])
+
+
+async def stale(query: CallbackQuery) -> None:
+    """Buttons from another version of the bot: say so instead of leaving the spinner turning."""
+    await query.answer("This button no longer works. Use /help.", show_alert=True)
+
+
+def _thread(message: Message) -> int | None:
+    return message.message_thread_id if message.is_topic_message else None

@@ -1,0 +1,227 @@
+"""Sending stored images to a Telegram chat, fitted to its limits (CHAT-UX.md "Delivery policy"): a photo,
+or a downscaled preview plus the original as a document when the image breaks the photo limits; 2–10
+images as one album with the caption on the first; the chat's delivery style (photo, document, both).
+Each message that shows an image is recorded against its artifact, and only then is the job delivered.
+Whatever fails, the chat hears about it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramEntityTooLarge
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardMarkup,
+    InputMediaDocument,
+    InputMediaPhoto,
+    Message,
+    ReplyParameters,
+)
+
+from bots.telegram import captions
+from bots.telegram.context import TelegramContext
+from bots.telegram.keyboards import result_keyboard
+from core.errors import BadImage, PixbotError
+from core.images import (
+    TELEGRAM_PHOTO_MAX_BYTES,
+    TELEGRAM_PHOTO_MAX_RATIO,
+    TELEGRAM_PHOTO_MAX_SIDES_SUM,
+    fit_for_telegram_photo_async,
+)
+from core.models import Artifact, JobResult
+from core.service import ImageService
+
+__all__ = ["Destination", "Outcome", "deliver", "deliver_result", "delivery_style", "send_text"]
+
+log = logging.getLogger(__name__)
+
+_ALBUM_MAX = 10
+#: What Telegram answers when it will not take an upload as a photo; the original then goes as a file.
+_PHOTO_REFUSED = (TelegramBadRequest, TelegramEntityTooLarge)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where results go: the chat, the message they answer, and the forum topic if any."""
+
+    chat_id: int
+    reply_to: int | None = None
+    thread_id: int | None = None
+
+    @classmethod
+    def from_origin(cls, origin: Mapping[str, Any], chat_key: str) -> Destination:
+        chat_id = origin.get("chat_id")
+        if not isinstance(chat_id, int):
+            chat_id = int(chat_key.partition(":")[2])
+        reply_to, thread_id = origin.get("reply_to"), origin.get("thread_id")
+        return cls(chat_id, reply_to if isinstance(reply_to, int) else None,
+                   thread_id if isinstance(thread_id, int) else None)
+
+    def answering(self, message_id: int | None) -> Destination:
+        return Destination(self.chat_id, message_id, self.thread_id)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Send parameters; a deleted origin message does not stop the delivery."""
+        reply = (ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
+                 if self.reply_to is not None else None)
+        return {"chat_id": self.chat_id, "message_thread_id": self.thread_id, "reply_parameters": reply}
+
+
+@dataclass(slots=True)
+class _Item:
+    artifact: Artifact
+    original: bytes
+    #: What to show as the photo: the original, or a preview when the original breaks a photo limit.
+    photo: bytes
+    #: The original goes out as a document as well (it breaks a photo limit).
+    needs_original: bool
+
+    @property
+    def filename(self) -> str:
+        return self.artifact.id + (Path(self.artifact.path).suffix or ".png")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """``(message_id, artifact_id)`` for every message that shows an image, and the last error."""
+
+    shown: list[tuple[str, str]] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def add(self, message: Message, item: _Item) -> None:
+        self.shown.append((str(message.message_id), item.artifact.id))
+
+
+async def delivery_style(service: ImageService, tg: TelegramContext, chat_key: str) -> str:
+    return (await service.state.settings(chat_key)).delivery or tg.settings.delivery
+
+
+async def send_text(bot: Bot, dest: Destination, text: str) -> Message | None:
+    """A plain message; failures are logged (the last resort has no further fallback)."""
+    try:
+        return await bot.send_message(text=captions.fit_text(text), **dest.kwargs())
+    except TelegramAPIError as exc:
+        log.warning("telegram: could not send a message to %s: %s", dest.chat_id, exc)
+        return None
+
+
+async def deliver_result(bot: Bot, service: ImageService, tg: TelegramContext, result: JobResult) -> Outcome:
+    """Send a finished job: its images with the caption and buttons, or the reasons nothing was made."""
+    request = result.request
+    dest = Destination.from_origin(request.origin, request.chat.key)
+    if not result.artifacts:
+        await send_text(bot, dest, captions.failure_text(result))
+        return Outcome()
+    caption = captions.result_caption(request.prompt, target=captions.edited_label(result),
+                                      ignored=result.report.summary(), errors=result.errors,
+                                      requested=result.requested)
+    return await deliver(bot, service, tg, job_id=result.job_id, chat_key=request.chat.key, dest=dest,
+                         artifacts=result.artifacts, caption=caption)
+
+
+async def deliver(bot: Bot, service: ImageService, tg: TelegramContext, *, job_id: str, chat_key: str,
+                  dest: Destination, artifacts: Sequence[Artifact], caption: str) -> Outcome:
+    """Send ``artifacts`` in the chat's style, record the messages, mark the job delivered; tell the chat
+    about any image that could not be sent."""
+    outcome = Outcome()
+    try:
+        style = await delivery_style(service, tg, chat_key)
+        items = list(await asyncio.gather(*(_prepare(service, a, style) for a in artifacts)))
+        if style == "document":
+            await _send_group(bot, dest, items, caption, outcome, as_photos=False)
+        else:
+            first = await _send_group(bot, dest, items, caption, outcome, as_photos=True)
+            extra = items if style == "both" else [i for i in items if i.needs_original]
+            if extra:
+                await _send_group(bot, dest.answering(first), extra, None, outcome, as_photos=False)
+    except (TelegramAPIError, PixbotError) as exc:
+        outcome.error = exc
+        log.warning("telegram: delivery of job %s to %s failed: %s", job_id, dest.chat_id, exc)
+    if outcome.shown:
+        await service.mark_delivered(job_id, chat_key, outcome.shown)
+    missing = {a.id for a in artifacts} - {artifact_id for _, artifact_id in outcome.shown}
+    if missing:
+        reason = outcome.error.message if isinstance(outcome.error, TelegramAPIError) else None
+        await send_text(bot, dest, captions.undelivered_text(len(missing), len(artifacts), reason))
+    return outcome
+
+
+async def _prepare(service: ImageService, artifact: Artifact, style: str) -> _Item:
+    data = await service.store.read(artifact)
+    if style == "document":
+        return _Item(artifact, data, data, needs_original=False)
+    try:
+        preview = await fit_for_telegram_photo_async(data, max_pixels=service.config.limits.max_pixels)
+    except BadImage as exc:  # cannot be made into a photo: Telegram's refusal sends it as a file below
+        log.info("telegram: no photo preview for %s: %s", artifact.id, exc.detail or exc)
+        preview = None
+    return _Item(artifact, data, preview or data, needs_original=_breaks_photo_limits(artifact, data))
+
+
+def _breaks_photo_limits(artifact: Artifact, data: bytes) -> bool:
+    w, h = artifact.width, artifact.height
+    sides = w > 0 and h > 0 and (w + h > TELEGRAM_PHOTO_MAX_SIDES_SUM or max(w, h) > TELEGRAM_PHOTO_MAX_RATIO * min(w, h))
+    return len(data) > TELEGRAM_PHOTO_MAX_BYTES or bool(sides)
+
+
+async def _send_group(bot: Bot, dest: Destination, items: Sequence[_Item], caption: str | None, outcome: Outcome,
+                      *, as_photos: bool) -> int | None:
+    """Send items as photos or documents: one message each for a single item, albums of up to 10
+    otherwise. Photos Telegram refuses go as documents. Buttons ride on a single result, or follow an
+    album in a message of their own. Returns the first message id."""
+    keyboard = result_keyboard([i.artifact.id for i in items]) if caption is not None else None
+    first: int | None = None
+    for start in range(0, len(items), _ALBUM_MAX):
+        chunk = items[start:start + _ALBUM_MAX]
+        text = caption if start == 0 else None
+        if len(chunk) == 1:
+            markup = keyboard if len(items) == 1 else None
+            sent = [await _send_one(bot, dest, chunk[0], text, markup, as_photo=as_photos)]
+        else:
+            sent = await _send_album(bot, dest, chunk, text, as_photos=as_photos)
+        for message, item in zip(sent, chunk, strict=True):
+            outcome.add(message, item)
+        first = first if first is not None else sent[0].message_id
+    if keyboard is not None and len(items) > 1:
+        await bot.send_message(text=captions.album_buttons_text(len(items)), reply_markup=keyboard,
+                               **dest.answering(first).kwargs())
+    return first
+
+
+async def _send_one(bot: Bot, dest: Destination, item: _Item, caption: str | None,
+                    markup: InlineKeyboardMarkup | None, *, as_photo: bool) -> Message:
+    if as_photo:
+        try:
+            return await bot.send_photo(photo=BufferedInputFile(item.photo, filename=_photo_name(item)),
+                                        caption=caption, reply_markup=markup, **dest.kwargs())
+        except _PHOTO_REFUSED as exc:
+            log.info("telegram: %s refused as a photo (%s); sending the file", item.artifact.id, exc.message)
+            item.needs_original = False
+    return await bot.send_document(document=BufferedInputFile(item.original, filename=item.filename),
+                                   caption=caption, reply_markup=markup, **dest.kwargs())
+
+
+async def _send_album(bot: Bot, dest: Destination, items: Sequence[_Item], caption: str | None,
+                      *, as_photos: bool) -> list[Message]:
+    if as_photos:
+        photos = [InputMediaPhoto(media=BufferedInputFile(i.photo, filename=_photo_name(i)),
+                                  caption=caption if n == 0 else None) for n, i in enumerate(items)]
+        try:
+            return await bot.send_media_group(media=list(photos), **dest.kwargs())
+        except _PHOTO_REFUSED as exc:
+            log.info("telegram: album refused as photos (%s); sending the files", exc.message)
+            for item in items:
+                item.needs_original = False
+    documents = [InputMediaDocument(media=BufferedInputFile(i.original, filename=i.filename),
+                                    caption=caption if n == 0 else None) for n, i in enumerate(items)]
+    return await bot.send_media_group(media=list(documents), **dest.kwargs())
+
+
+def _photo_name(item: _Item) -> str:
+    return item.filename if item.photo is item.original else f"{item.artifact.id}.jpg"

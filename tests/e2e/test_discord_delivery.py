@@ -1,0 +1,123 @@
+"""Delivery: fitting to the upload limit, failures edited into the original response, partial results,
+jobs delivered after a restart, and a clean shutdown that lets a running job finish."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.models import ChatRef, ImageRequest
+from tests.e2e.discord_support import DiscordHarness, bot_messages, result_of
+from tests.fakes.fake_discord import MIB, FakeDiscord
+from tests.fakes.fake_provider import FakeProvider
+
+pytest_plugins = ["tests.e2e.discord_fixtures"]
+
+EPHEMERAL = 1 << 6
+
+
+async def test_a_result_over_the_upload_limit_is_re_encoded_to_fit_and_says_so(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    provider.image_bytes = 11_000_000  # an incompressible ~11 MB PNG
+    service = await harness.start()
+    rec = await fake.invoke_slash(fake.alice, "imagine", prompt="static")
+    result = await result_of(fake, rec, timeout=30)
+    (patch,) = fake.calls_matching("PATCH", r"/webhooks/.*/@original")
+    (upload,) = patch.files
+    assert len(upload.data) <= 10 * MIB < (await service.store.get(upload.filename[:16]) or _missing()).bytes
+    (attachment,) = result["attachments"]
+    assert attachment["content_type"] in ("image/webp", "image/jpeg")
+    assert "to fit this server's 10 MiB upload limit" in result["content"]
+    artifact_id = attachment["filename"].split(".")[0]
+    original = await result_of(fake, await fake.click_button(fake.alice, result, f"pixbot:orig:{artifact_id}"))
+    assert "over this server's 10 MiB upload limit" in original["content"] and original["attachments"] == []
+
+
+async def test_a_larger_interaction_limit_keeps_the_original_png(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    provider.image_bytes = 11_000_000
+    await harness.start()
+    rec = await fake.invoke_slash(fake.alice, "imagine", prompt="static", attachment_size_limit=50 * MIB)
+    result = await result_of(fake, rec, timeout=30)
+    (attachment,) = result["attachments"]
+    assert attachment["content_type"] == "image/png" and attachment["size"] > 10 * MIB
+    assert result["content"] == ""
+
+
+async def test_a_provider_failure_edits_the_original_response_into_the_plain_error(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    await harness.start()
+    provider.fail_next(500, times=3)  # every attempt of the retry policy
+    rec = await fake.invoke_slash(fake.alice, "imagine", prompt="a fox")
+    answer = await result_of(fake, rec)
+    assert rec.response_type == 5 and not rec.ephemeral  # work had started: the public defer stays
+    assert answer["content"] == "The image service is unavailable right now. Try again later."
+    assert answer["attachments"] == [] and answer["embeds"] == [] and answer["components"] == []
+    assert len(provider.requests) == 3 and "Traceback" not in answer["content"]
+
+
+async def test_a_partial_result_delivers_what_arrived_and_says_what_failed(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    await harness.start()
+    provider.fail_next(400)  # one of the two concurrent requests is refused (not retried)
+    result = await result_of(fake, await fake.invoke_slash(fake.alice, "imagine", prompt="two cats", count=2))
+    assert len(result["attachments"]) == 1 and len(provider.requests) == 2
+    assert result["content"].startswith("1 of 2 images failed: ")
+
+
+async def test_jobs_stored_but_never_delivered_are_posted_on_the_next_start(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    service = await harness.start()
+    asked = await fake.send_user_message(fake.alice, "draw me a moon please")
+    chat = ChatRef("discord", fake.channel_id, fake.alice.id)
+    origin = {"channel_id": fake.channel_id, "user_id": fake.alice.id, "reply_to": asked["id"]}
+    job = await service.submit(ImageRequest("a moon", chat, origin=origin))  # stored, never sent
+    fake.fail_next("PATCH", r"/webhooks/.*/@original", 400, {"message": "Invalid Form Body", "code": 50035})
+    refused = await result_of(fake, await fake.invoke_slash(fake.bob, "imagine", prompt="a sun"))
+    assert refused["content"].startswith("The images were made, but Discord did not accept the upload")
+
+    service = await harness.restart()
+    await harness.wait_delivered(2, timeout=15)  # after READY and discord.py's wait for guilds
+    (_, _, first), (_, _, second) = harness.deliveries
+    posted = bot_messages(fake)[-2:]
+    assert [m["content"].split(" ", 1)[0] for m in posted] == [fake.alice.mention, fake.bob.mention]
+    assert posted[0]["content"].endswith("here is what you asked for before the bot restarted.")
+    assert posted[0]["message_reference"]["message_id"] == asked["id"] and len(posted[0]["attachments"]) == 1
+    assert posted[0]["components"] and first == [(posted[0]["id"], job.artifacts[0].id)]
+    assert second[0][0] == posted[1]["id"]
+    record = await service.jobs.get(job.job_id)
+    assert record is not None and record.status == "delivered"
+    assert await service.pending_deliveries("discord") == []
+
+
+async def test_stopping_lets_a_running_job_finish_and_refuses_new_gestures(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    service = await harness.start()
+    provider.hold()
+    rec = await fake.invoke_slash(fake.alice, "imagine", prompt="a slow fox")
+    await provider.wait_for_requests(1)
+    waiting = asyncio.Event()
+    wait_idle = service.wait_idle
+
+    async def spy(grace: float) -> bool:
+        waiting.set()
+        return await wait_idle(grace)
+
+    service.wait_idle = spy  # type: ignore[method-assign]
+    stopping = asyncio.create_task(harness.stop())
+    await asyncio.wait_for(waiting.wait(), 5)
+    late = await fake.invoke_slash(fake.bob, "imagine", prompt="too late")
+    refusal = await result_of(fake, late)
+    assert refusal["content"] == "The bot is restarting. Try again in a minute." and late.ephemeral
+    provider.release()
+    await asyncio.wait_for(stopping, 15)
+    assert len((await fake.original_response(rec))["attachments"]) == 1 and len(provider.requests) == 1
+
+
+def _missing() -> object:
+    raise AssertionError("the artifact was not stored")
