@@ -23,7 +23,9 @@ BLOB_MARK: Final = "\x00blob:"
 #: Runs shorter than this stay in the JSON: the copy does not matter for small answers.
 MIN_BLOB_CHARS: Final = 4096
 
-_RUN = re.compile(rb'"(data:image/[A-Za-z0-9.+-]+;base64,)?([A-Za-z0-9+/]{%d,}={0,2})"' % MIN_BLOB_CHARS)
+# Finds where a long run starts; the run ends at the next quote, and a strict decode checks every byte
+# in between (an escape such as ``\/`` or ``\n`` makes it fail, and we fall back to plain JSON).
+_RUN_START = re.compile(rb'"(data:image/[A-Za-z0-9.+-]+;base64,)?(?=[A-Za-z0-9+/]{%d})' % MIN_BLOB_CHARS)
 _BLOBS: ContextVar[tuple[bytes, ...]] = ContextVar("pixbot_payload_blobs", default=())
 
 
@@ -38,12 +40,16 @@ def loads_with_blobs(body: bytes | bytearray) -> tuple[Any, tuple[bytes, ...]]:
     pieces: list[bytes] = []
     last = 0
     try:
-        for match in _RUN.finditer(body):
-            start, end = match.span(2)
+        position = 0
+        while match := _RUN_START.search(body, position):
+            start = match.end()
+            end = body.find(b'"', start)
+            if end < 0:
+                break
             blobs.append(binascii.a2b_base64(view[start:end], strict_mode=True))
             prefix = bytes(body[match.start(1):match.end(1)]) if match.start(1) >= 0 else b""
             pieces += [view[last:match.start()].tobytes(), b'"', prefix, b"\\u0000blob:%d\"" % (len(blobs) - 1)]
-            last = match.end()
+            last = position = end + 1
     except binascii.Error:
         return json.loads(body), ()
     if not blobs:

@@ -4,6 +4,8 @@ answered at once; the work that follows reports like any other job."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiogram import Bot, Router
 from aiogram.types import BufferedInputFile, CallbackQuery, ForceReply, InaccessibleMessage, Message, User
 from aiogram.utils.formatting import Text, TextMention
@@ -68,7 +70,7 @@ async def edit_prompt(query: CallbackQuery, callback_data: EditImage, bot: Bot, 
     await service.state.map_messages(chat_of(message).key, [(str(sent.message_id), artifact_id)])
 
 
-def _ask(user: User, artifact_id: str) -> dict[str, object]:
+def _ask(user: User, artifact_id: str) -> dict[str, Any]:
     """Mentions the person who clicked, so the force-reply (``selective``) opens on their screen only."""
     return Text(TextMention(user.first_name, user=user), f", what should change in {artifact_id}? "
                 "Reply to this message.").as_kwargs()

@@ -16,7 +16,7 @@ from core.errors import InvalidRequest
 from core.service import ImageService
 from core.state import DELIVERY_STYLES, ChatSettings
 
-__all__ = ["make_router", "help_text"]
+__all__ = ["help_text", "make_router"]
 
 _HISTORY_MAX = 10
 

@@ -166,8 +166,11 @@ async def _prepare(service: ImageService, artifact: Artifact, style: str) -> _It
 
 def _breaks_photo_limits(artifact: Artifact, data: bytes) -> bool:
     w, h = artifact.width, artifact.height
-    sides = w > 0 and h > 0 and (w + h > TELEGRAM_PHOTO_MAX_SIDES_SUM or max(w, h) > TELEGRAM_PHOTO_MAX_RATIO * min(w, h))
-    return len(data) > TELEGRAM_PHOTO_MAX_BYTES or bool(sides)
+    if len(data) > TELEGRAM_PHOTO_MAX_BYTES:
+        return True
+    if w <= 0 or h <= 0:
+        return False
+    return w + h > TELEGRAM_PHOTO_MAX_SIDES_SUM or max(w, h) > TELEGRAM_PHOTO_MAX_RATIO * min(w, h)
 
 
 async def _send_group(bot: Bot, dest: Destination, items: Sequence[_Item], caption: str | None, outcome: Outcome,

@@ -57,7 +57,7 @@ async def repeat(service: ImageService, bot: Bot, artifact_id: str, message: Mes
     old_origin: dict[str, Any] = record.origin if record is not None else {}
     specs = old_origin.get("refs") or ([{"artifact": artifact.parent_id}] if artifact.parent_id else [])
     references = await references_from_specs(bot, specs, service.config.limits.max_reference_bytes)
-    mode = summary.get("mode") if summary.get("mode") in ("generate", "edit", "auto") else "auto"
+    mode: Mode = "edit" if summary.get("mode") == "edit" else "auto"
     count = summary.get("count")
     origin = origin_of(message, None)
     if specs:

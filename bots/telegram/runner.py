@@ -1,0 +1,178 @@
+"""``run_telegram``: log in, register the commands, deliver what a restart left undelivered, take updates
+(long polling, or a webhook behind ``webhookSecret``) until ``stop``, then shut down cleanly: no new
+updates, running jobs finish (or are cancelled with their images kept), the session is closed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from contextlib import AsyncExitStack
+from urllib.parse import urlsplit
+
+from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.types import BotCommand, User
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from bots.telegram import buttons, chat, errors, imagine
+from bots.telegram.access import AccessControl, GroupPolicy
+from bots.telegram.albums import AlbumCollector
+from bots.telegram.captions import result_caption
+from bots.telegram.context import TelegramContext, TelegramOptions
+from bots.telegram.delivery import Destination, deliver
+from bots.telegram.lifecycle import JobTracker, TrackJobs
+from bots.telegram.session import close_bot, make_bot
+from core.config import AppConfig
+from core.errors import ConfigError
+from core.service import ImageService
+
+__all__ = ["COMMANDS", "build_dispatcher", "deliver_pending", "run_telegram"]
+
+log = logging.getLogger(__name__)
+
+COMMANDS = [
+    BotCommand(command="imagine", description="Draw an image: /imagine a fox --ar 16:9 --n 2"),
+    BotCommand(command="edit", description="Edit the image you reply to (or the last one)"),
+    BotCommand(command="ratio", description="This chat's aspect ratio, e.g. /ratio 16:9"),
+    BotCommand(command="settings", description="Ratio, images per request, photo or file"),
+    BotCommand(command="last", description="Show the last image again"),
+    BotCommand(command="history", description="Recent images with their ids"),
+    BotCommand(command="cancel", description="Stop this chat's running job"),
+    BotCommand(command="help", description="What I can do, with examples"),
+    BotCommand(command="image", description="Same as /imagine"),
+    BotCommand(command="draw", description="Same as /imagine"),
+]
+_LOGIN_RETRY_MAX = 30.0
+
+
+def build_dispatcher(service: ImageService, tg: TelegramContext) -> Dispatcher:
+    """Routers (one per gesture family) and the access middlewares; the service and context are
+    workflow data, handed to handlers as ``service`` and ``tg``."""
+    dp = Dispatcher(name="pixbot-telegram")
+    dp["service"], dp["tg"] = service, tg
+    dp.update.outer_middleware(TrackJobs(tg.tracker))
+    dp.message.outer_middleware(GroupPolicy(tg))
+    dp.message.outer_middleware(AccessControl(tg))
+    dp.callback_query.outer_middleware(AccessControl(tg))
+    dp.include_routers(errors.make_router(), chat.make_router(), buttons.make_router(), imagine.make_router())
+    return dp
+
+
+async def run_telegram(config: AppConfig, service: ImageService, stop: asyncio.Event, *,
+                       options: TelegramOptions | None = None) -> None:
+    """Run the Telegram front-end until ``stop`` is set (``pixbot run`` sets it on SIGINT/SIGTERM)."""
+    settings = config.bots.telegram
+    options = options or TelegramOptions()
+    tg = TelegramContext(settings, options, AlbumCollector(options.album_window), JobTracker())
+    bot = make_bot(settings, options)
+    dp = build_dispatcher(service, tg)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(close_bot, bot)
+        me = await _login(bot, stop)
+        if me is None:
+            return
+        tg.username, tg.bot_id = (me.username or "").lower(), me.id
+        await bot.set_my_commands(COMMANDS)
+        site = None
+        if settings.mode == "webhook":
+            runner, site = await _start_webhook(bot, dp, tg)
+            stack.push_async_callback(runner.cleanup)
+        # Runs before the cleanups above (last in, first out): jobs finish while the session is open.
+        stack.push_async_callback(tg.tracker.drain, service, options.shutdown_grace)
+        tg.tracker.spawn(deliver_pending(bot, service, tg), None, "telegram-pending")
+        if site is not None:
+            await stop.wait()
+            await site.stop()  # no new updates; Telegram keeps them until the bot is back
+        else:
+            await _poll(bot, dp, options, stop)
+    log.info("telegram: stopped")
+
+
+async def _login(bot: Bot, stop: asyncio.Event) -> User | None:
+    """getMe, retried while the network is down; a rejected token is a configuration error."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            me = await bot.get_me()
+            log.info("telegram: logged in as @%s", me.username)
+            return me
+        except TelegramUnauthorizedError:
+            raise ConfigError("Telegram rejected bots.telegram.token (401 Unauthorized). Check the token "
+                              "from @BotFather.") from None
+        except TelegramNetworkError as exc:
+            log.warning("telegram: cannot reach the Bot API (%s); retrying in %.0f s", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, _LOGIN_RETRY_MAX)
+    return None
+
+
+async def _poll(bot: Bot, dp: Dispatcher, options: TelegramOptions, stop: asyncio.Event) -> None:
+    await bot.delete_webhook(drop_pending_updates=False)  # getUpdates is refused while a webhook is set
+    started = asyncio.Event()
+
+    async def on_startup() -> None:
+        started.set()
+
+    dp.startup.register(on_startup)
+    polling = asyncio.create_task(dp.start_polling(bot, handle_signals=False, close_bot_session=False,
+                                                   polling_timeout=options.polling_timeout))
+    waiters = {polling, asyncio.create_task(stop.wait()), asyncio.create_task(started.wait())}
+    try:
+        while not polling.done() and not stop.is_set():
+            _, waiters = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not polling.done():
+            if started.is_set():
+                await dp.stop_polling()
+            else:
+                polling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await polling  # raises whatever made polling fail
+    finally:
+        for waiter in waiters - {polling}:
+            waiter.cancel()
+
+
+async def _start_webhook(bot: Bot, dp: Dispatcher, tg: TelegramContext) -> tuple[web.AppRunner, web.TCPSite]:
+    """aiohttp on listenHost:listenPort at webhookUrl's path; Telegram must send the secret header.
+    Without a configured webhookSecret a random one is used for this run."""
+    settings = tg.settings
+    assert settings.webhook_url is not None  # TelegramConfig requires it in webhook mode
+    secret = settings.webhook_secret or secrets.token_urlsafe(32)
+    handler = SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret, handle_in_background=True)
+    app = web.Application()
+    # handler.register() would also close the bot's session on app shutdown, before jobs are drained.
+    app.router.add_post(urlsplit(settings.webhook_url).path or "/", handler.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
+    try:
+        await site.start()
+        await bot.set_webhook(settings.webhook_url, secret_token=secret, drop_pending_updates=False,
+                              allowed_updates=dp.resolve_used_update_types())
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("telegram: webhook listening on %s:%s", settings.listen_host, settings.listen_port)
+    return runner, site
+
+
+async def deliver_pending(bot: Bot, service: ImageService, tg: TelegramContext) -> None:
+    """Jobs stored but never delivered (the bot stopped mid-job): send them now. A chat that is gone
+    for good (bot blocked, chat deleted) gives the job up instead of retrying it at every start."""
+    for record, artifacts in await service.pending_deliveries("telegram"):
+        if not artifacts:
+            continue
+        dest = Destination.from_origin(record.origin, record.chat_key)
+        target = record.origin.get("target")
+        caption = result_caption(record.prompt, target=target if isinstance(target, str) else None, late=True)
+        log.info("telegram: delivering job %s after a restart", record.id)
+        outcome = await deliver(bot, service, tg, job_id=record.id, chat_key=record.chat_key, dest=dest,
+                                artifacts=artifacts, caption=caption)
+        gone = isinstance(outcome.error, TelegramForbiddenError) or (
+            isinstance(outcome.error, TelegramAPIError) and "chat not found" in outcome.error.message)
+        if gone and not outcome.shown:
+            await service.jobs.advance(record.id, "failed", error="undeliverable: " + str(outcome.error))
