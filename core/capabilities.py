@@ -15,6 +15,7 @@ __all__ = ["Plan", "Wanted", "plan_for", "validate_count", "validate_prompt", "v
 
 _SIZE_K = re.compile(r"^(\d{1,2})[kK]$")
 _SIZE_WH = re.compile(r"^(\d{1,5})\s*[xX×]\s*(\d{1,5})$")
+_PIXELS = re.compile(r"^\d+x\d+$")
 _MIN_SIDE, _MAX_SIDE = 64, 8192
 _MAX_RATIO = 21
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -107,7 +108,9 @@ def plan_for(provider: str, model: str, caps: Capabilities, wanted: Wanted) -> P
         ratio = None
 
     size = wanted.size
-    if size is not None and caps.sizes is not None and size not in caps.sizes:
+    unusable = caps.sizes is not None and size not in caps.sizes
+    unusable = unusable or (caps.pixel_sizes_only and not _PIXELS.match(size or ""))
+    if size is not None and unusable:
         if wanted.size_explicit:
             ignored["size"] = f"size {size} is not supported by {model}; used {caps.size_fallback}"
         size = None

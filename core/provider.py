@@ -33,6 +33,8 @@ class Capabilities:
     #: True when an explicit size hint makes the provider ignore the aspect ratio (custom's ``1K``):
     #: the service then drops the *default* size when the user asked for a ratio explicitly.
     size_overrides_ratio: bool = False
+    #: Only pixel sizes (``WxH``) are used: any ``WxH`` is sent, other hints (``1K``, ``2K``) are ignored.
+    pixel_sizes_only: bool = False
     #: Shown when a setting is ignored: what the model does instead ("uses 1:1", "default size").
     ratio_fallback: str = "the model's default"
     size_fallback: str = "the model's default"
@@ -44,7 +46,7 @@ class Capabilities:
     def to_dict(self) -> dict[str, object]:
         return {
             "ratios": sorted(self.ratios) if self.ratios is not None else "any",
-            "sizes": sorted(self.sizes) if self.sizes is not None else "any",
+            "sizes": sorted(self.sizes) if self.sizes is not None else ("any WxH" if self.pixel_sizes_only else "any"),
             "max_references": self.max_references,
             "max_per_call": self.max_per_call,
             "edits": self.edits,

@@ -21,6 +21,7 @@ _MAX_DEPTH: Final = 12
 _CAPABILITIES = Capabilities(
     ratios=frozenset(GPT_IMAGE_SIZES),
     sizes=None,
+    pixel_sizes_only=True,
     max_references=16,
     size_overrides_ratio=True,
     ratio_fallback="auto (the service picks)",

@@ -69,7 +69,8 @@ class ModelScopeProvider(HttpProvider):
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
             ratios=frozenset(MODELSCOPE_SIZES),
-            sizes=frozenset(MODELSCOPE_SIZES.values()),
+            sizes=None,
+            pixel_sizes_only=True,  # nanobot's x-pass: any WxH is sent verbatim
             max_references=_MAX_REFERENCES,
             size_overrides_ratio=True,  # an explicit WxH is sent instead of the ratio's size
             ratio_fallback=_DEFAULT_SIZE,

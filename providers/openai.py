@@ -122,6 +122,7 @@ class OpenAIProvider(HttpProvider):
         return Capabilities(
             ratios=frozenset(family.ratios),
             sizes=family.sizes,
+            pixel_sizes_only=family.sizes is None,
             max_references=_MAX_EDIT_IMAGES if family.gpt_image else 0,
             size_overrides_ratio=True,
             ratio_fallback="1:1 (1024x1024)",

@@ -34,7 +34,8 @@ class StepFunProvider(HttpProvider):
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
             ratios=frozenset(STEPFUN_SIZES),
-            sizes=frozenset(STEPFUN_SIZES.values()),
+            sizes=None,
+            pixel_sizes_only=True,  # nanobot's x-pass: any WxH is sent verbatim
             max_references=1 if _takes_style_reference(model) else 0,
             size_overrides_ratio=True,  # an explicit WxH is sent instead of the ratio's size
             ratio_fallback=f"1:1 ({_DEFAULT_SIZE})",

@@ -57,7 +57,8 @@ class ZhipuProvider(HttpProvider):
     def capabilities(self, model: str) -> Capabilities:
         return Capabilities(
             ratios=frozenset(ZHIPU_SIZES),
-            sizes=frozenset(ZHIPU_SIZES.values()),
+            sizes=None,
+            pixel_sizes_only=True,  # nanobot's x-pass: any WxH is sent verbatim
             max_references=0,
             size_overrides_ratio=True,  # an explicit WxH is sent instead of the ratio's size
             ratio_fallback=f"1:1 ({_DEFAULT_SIZE})",

@@ -13,8 +13,8 @@ from bots.discord.answers import InteractionAnswer
 from bots.discord.context import Context, chat_of, origin_of
 from bots.discord.flow import ready, run_job
 from bots.discord.targets import download
-from core.errors import PixbotError
 from core.models import ASPECT_RATIOS, ImageRequest, Reference
+from core.state import ChatSettings
 
 __all__ = ["SIZES", "ImageCommands"]
 
@@ -64,26 +64,23 @@ class ImageCommands(commands.Cog):
                        count: Count | None = None, reset: bool = False) -> None:
         """Show or change this channel's defaults."""
         chat_key = chat_of(interaction.channel_id, interaction.user).key
-        state, limit = self.ctx.service.state, self.ctx.config.image.max_images_per_turn
+        limit = self.ctx.config.image.max_images_per_turn
         if count is not None and count > limit:
             await interaction.response.send_message(f"This bot makes at most {limit} images at a time.",
                                                     ephemeral=True)
             return
-        try:
-            if reset:
-                await state.update_settings(chat_key, aspect_ratio=None, count=None)
-            changes = {k: v for k, v in (("aspect_ratio", aspect_ratio), ("count", count)) if v is not None}
-            current = await state.update_settings(chat_key, **changes)
-        except PixbotError as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
-            return
-        image = self.ctx.config.image
+        changes: dict[str, object] = {k: v for k, v in (("aspect_ratio", aspect_ratio), ("count", count)) if v}
+        if reset:
+            changes = {"aspect_ratio": None, "count": None} | changes
+        current = await self.ctx.service.state.update_settings(chat_key, **changes)
+        await interaction.response.send_message(self._settings_text(current, changed=bool(changes)), ephemeral=True)
+
+    def _settings_text(self, current: ChatSettings, *, changed: bool) -> str:
+        image, service = self.ctx.config.image, self.ctx.service
         ratio = current.aspect_ratio or f"{image.default_aspect_ratio} (bot default)"
-        number = current.count or "1 (bot default)"
-        verb = "Updated" if reset or changes else "Current"
-        await interaction.response.send_message(
-            f"{verb} settings for this channel:\n• aspect ratio: {ratio}\n• images per request: {number}\n"
-            f"• model: {self.ctx.service.default_provider}/{self.ctx.service.default_model}", ephemeral=True)
+        return (f"{'Updated' if changed else 'Current'} settings for this channel:\n• aspect ratio: {ratio}\n"
+                f"• images per request: {current.count or '1 (bot default)'}\n"
+                f"• model: {service.default_provider}/{service.default_model}")
 
     @app_commands.command()
     @app_commands.describe(count="How many recent images to list")

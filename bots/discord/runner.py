@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+import aiohttp
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
@@ -80,6 +81,10 @@ async def _run_bot(bot: PixbotBot, token: str, ctx: Context, stop: asyncio.Event
         await bot.close()
         raise ConfigError("Discord rejected bots.discord.token. Copy the bot token again from the developer "
                           "portal (Bot → Reset Token).") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        await bot.close()
+        raise ConfigError(f"Cannot reach Discord's API at {discord.http.Route.BASE} ({exc}); check the network, "
+                          "or bots.discord.apiBase if it is set.") from exc
     except BaseException:
         await bot.close()
         raise

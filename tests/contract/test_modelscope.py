@@ -326,14 +326,14 @@ async def test_transport_errors_on_submit_map_to_categories(modelscope, provider
 
 async def test_capabilities_match_the_wire(modelscope, provider_request, respx_mock):
     caps = modelscope.capabilities(MODEL)
-    assert caps.ratios == set(MODELSCOPE_SIZES) and caps.sizes == set(MODELSCOPE_SIZES.values())
+    assert caps.ratios == set(MODELSCOPE_SIZES) and caps.sizes is None and caps.pixel_sizes_only
     assert (caps.max_references, caps.max_per_call, caps.size_overrides_ratio) == (3, 1, True)
     route = respx_mock.post(SUBMIT).mock(return_value=submitted())
     respx_mock.get(TASK).mock(return_value=succeed(f"data:image/png;base64,{b64(png_bytes())}"))
     for ratio in caps.ratios:
         await modelscope.generate(provider_request("a fox", MODEL, aspect_ratio=ratio))
         assert json_body(route.calls.last.request)["size"] == MODELSCOPE_SIZES[ratio]
-    for size in caps.sizes:
+    for size in [*MODELSCOPE_SIZES.values(), "1000x2000"]:  # any WxH is sent verbatim
         await modelscope.generate(provider_request("a fox", MODEL, aspect_ratio="1:1", size=size))
         assert json_body(route.calls.last.request)["size"] == size
     references = [ReferenceImage(data=png_bytes(), mime="image/png")] * caps.max_references

@@ -182,13 +182,13 @@ async def test_transport_errors_map_to_categories(stepfun, provider_request, res
 @pytest.mark.parametrize("model", [EDIT2, ONE_X])
 async def test_capabilities_match_the_wire(stepfun, provider_request, png_ref, respx_mock, model):
     caps = stepfun.capabilities(model)
-    assert caps.ratios == set(STEPFUN_SIZES) and caps.sizes == set(STEPFUN_SIZES.values())
+    assert caps.ratios == set(STEPFUN_SIZES) and caps.sizes is None and caps.pixel_sizes_only
     assert caps.max_per_call == 1 and caps.size_overrides_ratio
     route = respx_mock.post(GENERATIONS).mock(return_value=ok(png_bytes()))
     for ratio in caps.ratios:
         await stepfun.generate(provider_request("a fox", model, aspect_ratio=ratio))
         assert json_body(route.calls.last.request)["size"] == STEPFUN_SIZES[ratio]
-    for size in caps.sizes:
+    for size in [*STEPFUN_SIZES.values(), "1000x2000"]:  # any WxH is sent verbatim
         await stepfun.generate(provider_request("a fox", model, aspect_ratio="1:1", size=size))
         assert json_body(route.calls.last.request)["size"] == size
     await stepfun.generate(provider_request("a fox", model))

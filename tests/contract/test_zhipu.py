@@ -197,7 +197,7 @@ async def test_transport_errors_map_to_categories(zhipu, provider_request, respx
 
 async def test_capabilities_match_the_wire(zhipu, provider_request, png_ref, respx_mock):
     caps = zhipu.capabilities(MODEL)
-    assert caps.ratios == set(ZHIPU_SIZES) and caps.sizes == set(ZHIPU_SIZES.values())
+    assert caps.ratios == set(ZHIPU_SIZES) and caps.sizes is None and caps.pixel_sizes_only
     assert (caps.max_references, caps.max_per_call, caps.size_overrides_ratio) == (0, 1, True)
     assert zhipu.timeout == 300
     route = respx_mock.post(GENERATIONS).mock(return_value=ok(CDN))
@@ -205,7 +205,7 @@ async def test_capabilities_match_the_wire(zhipu, provider_request, png_ref, res
     for ratio in caps.ratios:
         await zhipu.generate(provider_request("a fox", MODEL, aspect_ratio=ratio))
         assert json_body(route.calls.last.request)["size"] == ZHIPU_SIZES[ratio]
-    for size in caps.sizes:
+    for size in [*ZHIPU_SIZES.values(), "1000x2000"]:  # any WxH is sent verbatim
         await zhipu.generate(provider_request("a fox", MODEL, aspect_ratio="1:1", size=size))
         assert json_body(route.calls.last.request)["size"] == size
     await zhipu.generate(provider_request("a fox", MODEL))

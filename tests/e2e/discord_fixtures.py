@@ -1,12 +1,12 @@
 """Fixtures for the Discord e2e tests, loaded as a plugin: `pytest_plugins = ["tests.e2e.discord_fixtures"]`.
 
-`fake` (FakeDiscord), `provider` (FakeProvider), `harness` (DiscordHarness), and an autouse check that fails
-a test on any error logged by discord.py or the front-end."""
+`fake` (FakeDiscord), `provider` (FakeProvider) and `harness` (DiscordHarness), whose teardown fails the test
+on any error logged by discord.py or the front-end."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import discord
@@ -19,12 +19,6 @@ from tests.fakes.fake_provider import FakeProvider
 from tests.fakes.logcheck import assert_no_error_logs
 
 __all__ = ["fake", "harness", "provider"]
-
-
-@pytest.fixture(autouse=True)
-def _fail_on_discord_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    yield
-    assert_no_error_logs(caplog, "discord", "bots.discord")
 
 
 @pytest.fixture
@@ -45,10 +39,14 @@ async def provider() -> AsyncIterator[FakeProvider]:
 
 
 @pytest.fixture
-async def harness(tmp_path: Path, fake: FakeDiscord, provider: FakeProvider) -> AsyncIterator[DiscordHarness]:
+async def harness(tmp_path: Path, fake: FakeDiscord, provider: FakeProvider,
+                  caplog: pytest.LogCaptureFixture) -> AsyncIterator[DiscordHarness]:
+    """Stops the bot and service afterwards, then fails the test on any error discord.py or the front-end
+    logged (handler exceptions never reach the test otherwise)."""
     h = DiscordHarness(tmp_path, fake, provider)
     try:
         yield h
     finally:
         with contextlib.suppress(Exception):
             await h.stop()
+    assert_no_error_logs(caplog, "discord", "bots.discord")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +20,12 @@ import pytest
 
 from bots.app import open_service
 from core.config import AppConfig, load_config
-from core.models import JobResult
 from core.net import RetryPolicy
 from core.service import ImageService
 from tests.fakes.fake_provider import FakeProvider
 from tests.fakes.logcheck import assert_no_error_logs
 
-__all__ = ["FAST_RETRY", "KEY", "ONE_SHOT", "Harness", "api_requests", "closed_port", "deep_merge"]
+__all__ = ["FAST_RETRY", "KEY", "ONE_SHOT", "Harness", "api_requests", "closed_port", "deep_merge", "slot_failures"]
 
 #: Looks like no well-known key shape, so only pixbot's exact-secret redaction can hide it.
 KEY = "pxb-live-Q7wX2mK9vL4tR8nZ"
@@ -69,8 +68,8 @@ class Harness:
 
     def raw_config(self, **overrides: Any) -> dict[str, Any]:
         raw: dict[str, Any] = {
-            "providers": {"custom": {"apiKey": KEY, "apiBase": self.fake.api_base("custom")},
-                          "openai": {"apiKey": KEY, "apiBase": self.fake.api_base("openai")}},
+            # One configured provider: each one costs two TLS-ready clients at start-up (~40 ms).
+            "providers": {"custom": {"apiKey": KEY, "apiBase": self.fake.api_base("custom")}},
             "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 8},
                       "ssrfWhitelist": ["127.0.0.0/8"]},
             "limits": {"perUserDaily": 0},
@@ -120,5 +119,3 @@ def slot_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
     """The service's one INFO line per failed slot attempt chain: ``job … slot N <provider> failed: <category> …``."""
     return [r.getMessage() for r in caplog.records if r.name == "core.service" and " failed: " in r.getMessage()]
 
-
-Check = Callable[[JobResult], None]

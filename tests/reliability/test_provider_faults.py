@@ -33,7 +33,7 @@ from core.service import ImageService
 from tests.crafted_images import header_only_png
 from tests.fakes.fake_provider import Answer, FakeProvider
 from tests.images import png_bytes
-from tests.reliability.conftest import FAST_RETRY, ONE_SHOT, Harness, api_requests, closed_port, slot_failures
+from tests.reliability.conftest import FAST_RETRY, KEY, ONE_SHOT, Harness, api_requests, closed_port, slot_failures
 
 CHAT = ChatRef("telegram", "100", "7")
 GENERATIONS = "/custom/v1/images/generations"
@@ -209,8 +209,9 @@ async def test_connect_errors_are_unavailable_and_a_fallback_serves(harness: Har
         ("provider_unavailable", ProviderUnavailable.default_message)}
     assert (record.status, record.error) == ("failed", "provider_unavailable")
 
-    fallback = {"tools": {"imageGeneration": {"fallbacks": [{"provider": "openai", "model": "gpt-image-1"}]}}}
-    async with harness.open(retry=FAST_RETRY, **dead, **fallback) as service:
+    dead["providers"]["openai"] = {"apiKey": KEY, "apiBase": fake.api_base("openai")}
+    fallback = {"imageGeneration": {"fallbacks": [{"provider": "openai", "model": "gpt-image-1"}]}}
+    async with harness.open(retry=FAST_RETRY, tools=fallback, **dead) as service:
         result, record = await submit(service, count=2)
     assert result.ok and {(a.provider, a.model) for a in result.artifacts} == {("openai", "gpt-image-1")}
     assert any("fell back to openai/gpt-image-1" in note for note in result.report.notes)
