@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from core.errors import ConfigError
 from tests.e2e.discord_support import DiscordHarness, result_of
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_provider import FakeProvider
@@ -173,3 +176,9 @@ async def test_cancel_stops_the_channels_running_job(
     answer = await result_of(fake, running)
     assert answer["content"] == "Cancelled." and answer["attachments"] == []
     provider.release()
+
+
+async def test_a_rejected_token_is_a_clear_configuration_error(harness: DiscordHarness, fake: FakeDiscord) -> None:
+    with pytest.raises(ConfigError, match=r"Discord rejected bots\.discord\.token"):
+        await harness.start(discord={"token": "not-the-token"})
+    assert fake.identifies == []

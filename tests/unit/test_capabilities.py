@@ -91,7 +91,8 @@ def test_explicit_ratio_beats_a_default_size_that_would_override_it() -> None:
 def test_pixel_sizes_only_passes_any_wxh_and_reports_other_hints() -> None:
     zhipu = Capabilities(ratios=frozenset({"1:1"}), sizes=None, pixel_sizes_only=True,
                          size_fallback="the aspect ratio's size")
-    assert plan_for("zhipu", "glm-image", zhipu, Wanted("1:1", "1000x2000", 1, 0, size_explicit=True)).size == "1000x2000"
+    wide = plan_for("zhipu", "glm-image", zhipu, Wanted("1:1", "1000x2000", 1, 0, size_explicit=True))
+    assert wide.size == "1000x2000"
     plan = plan_for("zhipu", "glm-image", zhipu, Wanted("1:1", "2K", 1, 0, size_explicit=True))
     assert plan.size is None
     assert plan.report.ignored == {"size": "size 2K is not supported by glm-image; used the aspect ratio's size"}
