@@ -95,8 +95,8 @@ class ArtifactStore:
         ignored: Mapping[str, str] | None = None,
         created: datetime | None = None,
     ) -> Artifact:
-        """Validate the bytes (BadImage if they are not a sound image), then store them unchanged."""
-        info = await asyncio.to_thread(validate_image, data, max_pixels=self._max_pixels)
+        """Validate the bytes (BadImage if they are not a sound image), then store them unchanged.
+        Both happen in one worker-thread hop."""
         when = created if created is not None else datetime.now(UTC)
         if when.tzinfo is None:
             raise ValueError("created must be timezone-aware")
@@ -104,7 +104,7 @@ class ArtifactStore:
         draft = Artifact(
             id="",
             path="",
-            mime=info.mime,
+            mime="",
             prompt=prompt,
             model=model,
             provider=provider,
@@ -113,14 +113,12 @@ class ArtifactStore:
             parent_id=parent_id,
             job_id=job_id,
             chat=chat,
-            width=info.width,
-            height=info.height,
             bytes=len(data),
             applied=dict(applied or {}),
             ignored={str(k): str(v) for k, v in (ignored or {}).items()},
         )
         try:
-            artifact = await asyncio.to_thread(self._write, data, draft, when.strftime("%Y-%m-%d"))
+            artifact = await asyncio.to_thread(self._validate_and_write, data, draft, when.strftime("%Y-%m-%d"))
         except OSError as exc:
             raise InternalError("The image could not be stored. It has been logged; please try again.",
                                 detail=f"{type(exc).__name__}: {exc}") from exc
@@ -159,6 +157,11 @@ class ArtifactStore:
         if older_than_s < 0:
             raise ValueError("older_than_s must not be negative")
         return await asyncio.to_thread(self._sweep, time.time() - older_than_s)
+
+    def _validate_and_write(self, data: bytes, draft: Artifact, day: str) -> Artifact:
+        info = validate_image(data, max_pixels=self._max_pixels, full=False)
+        draft = dataclasses.replace(draft, mime=info.mime, width=info.width, height=info.height)
+        return self._write(data, draft, day)
 
     def _write(self, data: bytes, draft: Artifact, day: str) -> Artifact:
         day_dir = self._root / day

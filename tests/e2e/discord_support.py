@@ -75,10 +75,13 @@ class DiscordHarness:
         readies = self.fake.ready_count
         task = asyncio.create_task(run_discord(config, service, self._stop))
         self._task = task
-        await self.fake.wait_for(lambda: task.done() or self.fake.ready_count > readies, timeout=10)
+        connected = asyncio.create_task(self.fake.wait_for(lambda: self.fake.ready_count > readies, timeout=10))
+        await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
+            connected.cancel()
             await task  # raises what stopped it
             raise AssertionError("run_discord returned before connecting")
+        await connected
         return service
 
     def _spy_on_deliveries(self, service: ImageService) -> None:
@@ -100,13 +103,15 @@ class DiscordHarness:
         return self.deliveries[count - 1][2]
 
     async def stop(self) -> None:
-        if self._task is not None and self._stop is not None:
-            self._stop.set()
-            await asyncio.wait_for(self._task, 15)
-        self._task = None
-        if self._stack is not None:
-            await self._stack.aclose()
-            self._stack = None
+        task, self._task = self._task, None
+        try:
+            if task is not None and self._stop is not None:
+                self._stop.set()
+                await asyncio.wait_for(task, 15)
+        finally:
+            if self._stack is not None:
+                stack, self._stack = self._stack, None
+                await stack.aclose()
 
     async def restart(self) -> ImageService:
         await self.stop()

@@ -147,7 +147,9 @@ class FakeTelegramServer:
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+        # handler_cancellation: a long poll ends when its client goes away (aiogram's stop_polling), so
+        # `polls_waiting` drops to 0 then, as a test can observe.
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self._port = self._runner.addresses[0][1]
@@ -392,6 +394,7 @@ class FakeTelegramServer:
                     pass
                 finally:
                     self._polls_waiting -= 1
+                    self._cond.notify_all()
             return copy.deepcopy(self._deliverable()[:limit])
 
     async def _deliver_webhook(self) -> None:

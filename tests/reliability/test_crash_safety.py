@@ -47,8 +47,7 @@ async def test_stored_but_undelivered_jobs_are_listed_after_a_restart(harness: H
     async with harness.open() as service:
         assert await service.pending_deliveries("telegram") == []
         assert await service.state.artifact_for_message(TELEGRAM.key, "m2") in stored_bytes
-        assert await service.state.last_artifact(TELEGRAM.key) == partial.artifacts[-1].id or \
-            await service.state.last_artifact(TELEGRAM.key) == delivered.artifacts[0].id
+        assert await service.state.last_artifact(TELEGRAM.key) == delivered.artifacts[0].id  # the newest job's
     assert fake.requests_of("images/generations") and len(fake.requests) == 5
 
 
@@ -58,12 +57,15 @@ def _jobs(db: Path) -> dict[str, tuple[str, str | None, list[str]]]:
     return {prompt: (status, error, json.loads(ids)) for prompt, status, error, ids in rows}
 
 
-async def _wait_until_an_image_is_recorded(db: Path, prompt: str) -> None:
+async def _wait_until_an_image_is_recorded(db: Path, prompt: str, child: asyncio.subprocess.Process) -> None:
     """Poll the child's ledger (a condition, bounded; the child is another process) for its first image."""
     async with asyncio.timeout(RUN_TIMEOUT):
         while True:
-            if db.exists():
-                job = (await asyncio.to_thread(_jobs, db)).get(prompt)
+            if child.returncode is not None:
+                out, err = await child.communicate()
+                raise AssertionError(f"pixbot exited early ({child.returncode}): {out!r} {err!r}")
+            with contextlib.suppress(sqlite3.OperationalError):  # the child may still be creating the schema
+                job = (await asyncio.to_thread(_jobs, db)).get(prompt) if db.exists() else None
                 if job is not None and job[2]:
                     return
             await asyncio.sleep(0.02)
@@ -75,11 +77,12 @@ async def test_sigkill_mid_job_leaves_a_ledger_the_next_start_settles(harness: H
     cli = Cli(harness.root, fake)
     config = harness.write_config(harness.raw_config())
     db = harness.root / "pixbot.db"
-    fake.stall_next(times=2)  # one slot of the first job, and the only slot of the second, hang
+    fake.stall_next()  # one of the first job's two slots hangs; the other stores its image
     first = await cli.start("generate", "two foxes", "-n", "2", "--chat", "telegram:100", config=config)
     second = None
     try:
-        await _wait_until_an_image_is_recorded(db, "two foxes")
+        await _wait_until_an_image_is_recorded(db, "two foxes", first)
+        fake.stall_next()  # the second job's only slot hangs
         second = await cli.start("generate", "one fox", "--chat", "telegram:200", config=config)
         await fake.wait_for_requests(3, timeout=RUN_TIMEOUT, path_suffix="/images/generations")
     finally:

@@ -1,0 +1,140 @@
+"""run_telegram end to end: webhook mode behind its secret, clean shutdown that finishes (or records) running
+jobs, and the buttons under results: 🔁 Again, 📐 ratios and 📎 Original, which work from stored state."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+
+from bots.telegram.keyboards import Again, Original, Reratio
+from tests.e2e.telegram_support import FAST, TelegramHarness, free_port, upload_of
+from tests.fakes.fake_telegram import ALICE, Call
+from tests.images import png_bytes
+
+pytest_plugins = ["tests.e2e.telegram_fixtures"]
+
+SECRET = "pixbot-hook_secret"
+
+
+def _artifact_id(call: Call) -> str:
+    rows = call.params["reply_markup"]["inline_keyboard"]
+    data = next(b["callback_data"] for row in rows for b in row if b["callback_data"].startswith("orig:"))
+    return str(data).removeprefix("orig:")
+
+
+async def test_webhook_mode_takes_updates_with_the_secret_and_refuses_others(tg: TelegramHarness) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/telegram/hook"
+    await tg.start(telegram={"mode": "webhook", "webhookUrl": url, "listenPort": port, "webhookSecret": SECRET})
+    (hook,) = tg.server.calls_of("setWebhook")
+    await tg.server.push_text("/imagine a kite")
+    (delivery,) = await tg.server.wait_for_deliveries()
+    (photo,) = await tg.server.wait_for("sendPhoto")
+    async with aiohttp.ClientSession() as http:
+        forged = {"update_id": 1, "message": {"message_id": 9, "date": 0, "text": "/imagine a forged fox",
+                                              "chat": {"id": ALICE.id, "type": "private"},
+                                              "from": {"id": ALICE.id, "is_bot": False, "first_name": "A"}}}
+        async with http.post(url, json=forged, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}) as resp:
+            assert resp.status == 401
+    await tg.stop()
+
+    assert hook.params["url"] == url and hook.params["secret_token"] == SECRET
+    assert {"message", "callback_query"} <= set(hook.params["allowed_updates"])
+    assert delivery.status == 200 and photo.params["caption"] == "a kite"
+    assert len(tg.provider.requests) == 1
+    assert tg.server.calls_of("getUpdates") == []
+
+
+async def test_stop_lets_a_running_job_finish_and_deliver(tg: TelegramHarness) -> None:
+    service = await tg.start()
+    tg.provider.hold()
+    await tg.server.push_text("/imagine a slow comet")
+    await tg.provider.wait_for_requests(1)
+    stopping = asyncio.create_task(tg.stop())
+    await tg.server.wait_until(lambda: tg.server.polls_waiting == 0, what="polling to stop")
+    tg.provider.release()
+    await stopping
+
+    (photo,) = tg.server.calls_of("sendPhoto")
+    assert photo.params["caption"] == "a slow comet"
+    assert await service.pending_deliveries("telegram") == [] and service.running_jobs() == []
+
+
+async def test_a_job_outlasting_the_shutdown_grace_is_cancelled_and_the_chat_told(tg: TelegramHarness) -> None:
+    service = await tg.start(options=replace(FAST, shutdown_grace=0.05))
+    tg.provider.hold()
+    await tg.server.push_text("/imagine an endless story")
+    await tg.provider.wait_for_requests(1)
+    await tg.stop()
+
+    (told,) = tg.server.calls_of("sendMessage")
+    assert told.params["text"] == "Stopped. No image was made."
+    assert await service.jobs.interrupted() == []  # recorded as failed, not left "generating"
+
+
+async def test_again_and_ratio_buttons_make_new_images_from_stored_state(tg: TelegramHarness) -> None:
+    await tg.start()
+    await tg.server.push_text("/imagine a red kite --ar 16:9")
+    (made,) = await tg.server.wait_for("sendPhoto")
+    kite = _artifact_id(made)
+    await tg.server.push_callback(made.result, Again(artifact_id=kite).pack())
+    (_, again) = await tg.server.wait_for("sendPhoto", 2)
+    await tg.server.push_callback(made.result, Reratio(artifact_id=kite, ratio="9x16").pack())
+    (_, _, tall) = await tg.server.wait_for("sendPhoto", 3)
+    await tg.stop()
+
+    sizes = [r.json["size"] for r in tg.provider.requests_of("/images/generations")]
+    prompts = {r.json["prompt"] for r in tg.provider.requests_of("/images/generations")}
+    assert sizes == ["1536x1024", "1536x1024", "1024x1536"] and prompts == {"a red kite"}
+    assert again.params["reply_parameters"]["message_id"] == made.result["message_id"]
+    assert _artifact_id(again) != kite and _artifact_id(tall) not in (kite, _artifact_id(again))
+    answers = [c.params.get("text") for c in tg.server.calls_of("answerCallbackQuery")]
+    assert answers == ["🔁 Again…", "📐 9:16…"]
+
+
+async def test_again_on_an_edit_redoes_the_edit_from_the_users_file(tg: TelegramHarness) -> None:
+    await tg.start()
+    await tg.server.push_photo(png_bytes(120, 80), caption="make it gold")
+    (made,) = await tg.server.wait_for("sendPhoto")
+    await tg.server.push_callback(made.result, Again(artifact_id=_artifact_id(made)).pack())
+    await tg.server.wait_for("sendPhoto", 2)
+
+    first, second = tg.provider.requests_of("/images/edits")
+    assert first.files[0].data == second.files[0].data  # fetched again by its file_id
+    assert len(tg.server.calls_of("getFile")) == 2
+
+
+async def test_original_button_sends_the_untouched_file(tg: TelegramHarness) -> None:
+    service = await tg.start()
+    await tg.server.push_text("/imagine a stained glass window")
+    (made,) = await tg.server.wait_for("sendPhoto")
+    artifact_id = _artifact_id(made)
+    await tg.server.push_callback(made.result, Original(artifact_id=artifact_id).pack())
+    (document,) = await tg.server.wait_for("sendDocument")
+    await tg.stop()
+
+    artifact = await service.store.get(artifact_id)
+    assert artifact is not None
+    sent = upload_of(document, "document")
+    assert sent.data == Path(artifact.path).read_bytes() and sent.filename == f"{artifact_id}.png"
+    mapped = await service.state.artifact_for_message(f"telegram:{ALICE.id}", str(document.result["message_id"]))
+    assert mapped == artifact_id
+
+
+async def test_buttons_for_unknown_images_and_old_versions_answer_plainly(tg: TelegramHarness) -> None:
+    await tg.start()
+    message = await tg.server.push_text("hello?")  # generates: a message to hang buttons on
+    await tg.server.wait_for("sendPhoto")
+    await tg.server.push_callback(message, Again(artifact_id="img_000000000000").pack())
+    await tg.server.push_callback(message, "v0-button")
+    await tg.server.wait_for("sendMessage")
+    await tg.server.wait_for("answerCallbackQuery", 2)
+
+    texts = [c.params["text"] for c in tg.server.calls_of("sendMessage")]
+    assert texts == ["That image is no longer stored, so it cannot be made again."]
+    alerts = [c.params.get("text") for c in tg.server.calls_of("answerCallbackQuery")]
+    assert "This button no longer works. Use /help." in alerts
+
