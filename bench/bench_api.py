@@ -20,8 +20,20 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import MODEL, PROMPT, REPO, BenchError, Benchmark, FakeServer, Row, markdown_table, pixbot_cli
-from bench.common import pixbot_config, progress, scratch_dir
+from bench.common import (
+    MODEL,
+    PROMPT,
+    REPO,
+    BenchError,
+    Benchmark,
+    FakeServer,
+    Row,
+    markdown_table,
+    pixbot_cli,
+    pixbot_config,
+    progress,
+    scratch_dir,
+)
 
 __all__ = ["BENCHMARK", "run"]
 
@@ -53,9 +65,15 @@ async def _drive(url: str, headers: dict[str, str], body_for: object) -> float:
         return REQUESTS / (time.perf_counter() - started)
 
 
+def _server_command() -> list[str]:
+    """``pixbot``, or ``$PIXBOT_BENCH_SERVE`` (e.g. ``python -m cProfile -o serve.prof -m bots``) to profile it."""
+    override = os.environ.get("PIXBOT_BENCH_SERVE")
+    return override.split() if override else pixbot_cli()
+
+
 async def _serve(config_path: Path) -> tuple[asyncio.subprocess.Process, str]:
     process = await asyncio.create_subprocess_exec(
-        *(os.environ["PIXBOT_BENCH_SERVE"].split() if os.environ.get("PIXBOT_BENCH_SERVE") else pixbot_cli()), "serve", "--config", str(config_path), cwd=config_path.parent,
+        *_server_command(), "serve", "--config", str(config_path), cwd=config_path.parent,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert process.stderr is not None
