@@ -24,7 +24,8 @@ from bench.common import Benchmark, Row, fmt, machine, markdown_table, progress 
 __all__ = ["BENCHMARKS", "main", "summary_table"]
 
 #: The registry, in run order: one module per benchmark, each exposing ``BENCHMARK``.
-_MODULES = ("bench.bench_count", "bench.bench_overhead", "bench.bench_rss", "bench.bench_api")
+_MODULES = ("bench.bench_count", "bench.bench_overhead", "bench.bench_rss", "bench.bench_api",
+            "bench.bench_telegram")
 BENCHMARKS: dict[str, Benchmark] = {
     bench.name: bench for bench in (importlib.import_module(m).BENCHMARK for m in _MODULES)
 }

@@ -4,6 +4,7 @@ applied and what was ignored (and why). Pure functions: no I/O."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from core.config import parse_ratio
@@ -18,13 +19,15 @@ _SIZE_WH = re.compile(r"^(\d{1,5})\s*[xX×]\s*(\d{1,5})$")
 _PIXELS = re.compile(r"^\d+x\d+$")
 _MIN_SIDE, _MAX_SIDE = 64, 8192
 _MAX_RATIO = 21
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: C0 and C1 controls except tab, newline and carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def validate_prompt(prompt: str, max_chars: int) -> str:
-    """Strip, drop control characters (keep newlines and tabs), and bound the length."""
+    """Strip, drop control characters (keep newlines and tabs), and bound the length. A prompt with
+    nothing visible (only spaces, zero-width or bidi marks) is empty, not something to pay a provider for."""
     cleaned = _CONTROL.sub("", prompt or "").strip()
-    if not cleaned:
+    if not any(unicodedata.category(c)[0] in "LNPS" for c in cleaned):
         raise InvalidRequest("Please describe the image you want: the prompt is empty.")
     if len(cleaned) > max_chars:
         raise InvalidRequest(f"The prompt is too long: {len(cleaned)} characters; the limit is {max_chars}.")

@@ -47,12 +47,17 @@ __all__ = [
 _KEYLIKE = re.compile(r"(?i)(bearer\s+|sk-|key=|api[_-]?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._\-]{6,}")
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove known secrets and anything shaped like a key from text bound for a log."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return _KEYLIKE.sub(lambda m: m[1] + "***", text)
+def redact(text: str, secrets: Iterable[str] = (), *, limit: int | None = None) -> str:
+    """Remove known secrets and anything shaped like a key from text bound for a log, then keep at most
+    ``limit`` characters. Cut here, not before: text cut first can end inside a secret, whose prefix
+    the replacement would then no longer recognise."""
+    known = [secret for secret in secrets if secret and len(secret) >= 4]
+    if limit is not None:  # bound the work, keeping room for a secret that starts just before the cut
+        text = text[: limit + max((len(secret) for secret in known), default=0) + 64]
+    for secret in known:
+        text = text.replace(secret, "***")
+    text = _KEYLIKE.sub(lambda m: m[1] + "***", text)
+    return text if limit is None else text[:limit]
 
 
 def parse_retry_after(value: str | None) -> float | None:

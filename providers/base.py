@@ -96,7 +96,7 @@ def error_for_response(provider: str, response: httpx.Response, secrets: Iterabl
     """
     status = response.status_code
     raw = _body_text(response)[:1000]
-    body = redact(raw[:500] if text is None else text[:500], secrets)
+    body = redact(raw if text is None else text, secrets, limit=500)
     detail = f"{provider} HTTP {status}: {body}"
     log.warning("%s", detail)
     signalled = classify_message(body if text is None else f"{text}\n{raw}")
@@ -131,7 +131,8 @@ def error_for_response(provider: str, response: httpx.Response, secrets: Iterabl
 
 def http_error_detail(response: httpx.Response) -> str:
     """nanobot's error detail (gemini, ollama, modelscope): ``error.message`` of a JSON body whose
-    ``error`` is an object (else that object as text), otherwise the first 500 characters of the body."""
+    ``error`` is an object (else that object as text), otherwise the body's start; ``error_for_response``
+    redacts it, then cuts it to 500 characters (cutting first could leave part of a key)."""
     try:
         data = response.json()
     except ValueError:
@@ -139,7 +140,7 @@ def http_error_detail(response: httpx.Response) -> str:
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         message = data["error"].get("message")
         return message if isinstance(message, str) else str(data["error"])
-    return _body_text(response)[:500]
+    return _body_text(response)[:1000]
 
 
 def _body_text(response: httpx.Response) -> str:
@@ -242,10 +243,10 @@ class HttpProvider:
             else:
                 data, blobs = loads_with_blobs(body)
         except ValueError:
-            text = bytes(body[:200]).decode("utf-8", "replace")
+            text = bytes(body[:1000]).decode("utf-8", "replace")
             raise ProviderUnavailable(
                 "The image service sent an answer the bot could not read.",
-                detail=f"{self.name}: non-JSON body: {redact(text, self._secrets())}",
+                detail=f"{self.name}: non-JSON body: {redact(text, self._secrets(), limit=200)}",
                 provider=self.name,
             ) from None
         use_blobs(blobs)
@@ -320,7 +321,8 @@ class HttpProvider:
         if isinstance(data, dict) and data.get("error"):
             error = data["error"]
             message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
-        detail = f"{self.name} returned no images" + (f": {redact(message[:500], self._secrets())}" if message else "")
+        said = f": {redact(message, self._secrets(), limit=500)}" if message else ""
+        detail = f"{self.name} returned no images{said}"
         log.warning("%s", detail)
         signalled = classify_message(message) if message else None
         if signalled is not None:

@@ -101,7 +101,7 @@ class MiniMaxProvider(HttpProvider):
         if code == 0:
             return
         message = str(base_resp.get("status_msg", "")) if isinstance(base_resp, dict) else ""
-        detail = f"minimax base_resp {code}: {redact(message[:500], self._secrets())}"
+        detail = f"minimax base_resp {code}: {redact(message, self._secrets(), limit=500)}"
         log.warning("%s", detail)
         category = ERROR_CODES.get(code) or classify_message(message) or InvalidRequest
         if category is InvalidRequest:

@@ -102,7 +102,7 @@ class ModelScopeProvider(HttpProvider):
             raise ProviderUnavailable(
                 "The image service did not accept the job. Try again later.",
                 detail="ModelScope did not return a task_id: "
-                       + redact(str(submitted)[:500], self._secrets()),
+                       + redact(str(submitted), self._secrets(), limit=500),
                 provider=self.name)
         data = await self._poll(str(task_id).strip(), deadline)
         images: list[bytes] = []
@@ -152,7 +152,7 @@ class ModelScopeProvider(HttpProvider):
 
     def _failed(self, task_id: str, data: dict[str, Any]) -> PixbotError:
         message = _failure_message(data)
-        detail = f"ModelScope task {task_id} failed: {redact(message[:500], self._secrets())}"
+        detail = f"ModelScope task {task_id} failed: {redact(message, self._secrets(), limit=500)}"
         log.warning("%s", detail)
         category = classify_message(message)
         if category is not None:

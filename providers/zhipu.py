@@ -80,7 +80,7 @@ class ZhipuProvider(HttpProvider):
         data = self.require_mapping(await self.post_json(f"{self.base_url}/images/generations", body))
         images = await openai_images(self, data)
         if not images and (category := zhipu_error_class(data)) is not None:
-            said = redact(str(data.get("error"))[:500], self._secrets())
+            said = redact(str(data.get("error")), self._secrets(), limit=500)
             detail = f"{self.name} returned no images: {said}"
             log.warning("%s", detail)
             raise category(detail=detail, provider=self.name)

@@ -353,6 +353,7 @@ class FakeTelegramServer:
         except Exception as exc:  # a bug in the fake: answer and record a 500 rather than hang the test
             _log.exception("fake Telegram failed in %s", call.method)
             call.status, call.description = 500, f"Internal Server Error: fake Telegram bug: {exc!r}"
+        call.at = time.monotonic()
         async with self._cond:
             self.calls.append(call)
             self._cond.notify_all()

@@ -123,6 +123,7 @@ class Call:
     description: str | None = None
     retry_after: int | None = None
     source: str = "http"  # or "webhook_reply": the method came back in a webhook's HTTP response
+    at: float = 0.0  # time.monotonic() when the answer was ready (benchmarks time deliveries with it)
 
     @property
     def ok(self) -> bool:

@@ -82,7 +82,11 @@ class Harness:
         return path
 
     def config(self, **overrides: Any) -> AppConfig:
-        return load_config(self.write_config(self.raw_config(**overrides)), env_file=None)
+        """The default test config (``custom`` on the fake) with ``overrides`` merged in."""
+        return self.config_from(self.raw_config(**overrides))
+
+    def config_from(self, raw: dict[str, Any]) -> AppConfig:
+        return load_config(self.write_config(raw), env_file=None)
 
     def open(self, retry: RetryPolicy = FAST_RETRY, **overrides: Any) -> AbstractAsyncContextManager[ImageService]:
         """``open_service`` on this data dir (the same one every time, so reopening is a restart)."""
