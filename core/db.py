@@ -115,9 +115,10 @@ def _connect(path: str) -> sqlite3.Connection:
 def _migrate(conn: sqlite3.Connection) -> None:
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > SCHEMA_VERSION:
-        raise InternalError(
-            detail=f"state database has schema version {version}; this pixbot knows {SCHEMA_VERSION}"
-        )
+        # Only an operator meets this (at start-up, after a downgrade): say what happened, not "try again".
+        detail = f"state database has schema version {version}; this pixbot knows {SCHEMA_VERSION}"
+        raise InternalError(f"The {detail}: it was written by a newer pixbot. Upgrade pixbot, or restore "
+                            "the backup taken before the upgrade.", detail=detail)
     for step in _MIGRATIONS[version:]:
         for statement in step:
             conn.execute(statement)

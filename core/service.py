@@ -259,11 +259,15 @@ class ImageService:
             if slot not in filled:
                 if job.cancelled:
                     job.errors.append(SlotError(slot, "internal", "Cancelled."))
+                    log.info("job %s slot %d %s failed: internal (cancelled)", job.record.id, slot,
+                             chain[0].provider)
                 else:
                     limit = self.config.limits.job_timeout_s
                     job.errors.append(SlotError(slot, ProviderTimeout.category,
                                                 f"The job took longer than {limit:g} s and was stopped.",
                                                 chain[0].provider))
+                    log.info("job %s slot %d %s failed: timeout (limits.jobTimeoutS %gs)", job.record.id, slot,
+                             chain[0].provider, limit)
 
     async def _slot(self, job: _Job, slot: int, prompt: str, chain: list[Plan], refs: list[ResolvedReference],
                     request: ImageRequest, on_stored: Callable[[int, int], Awaitable[None]]) -> None:

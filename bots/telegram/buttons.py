@@ -21,8 +21,6 @@ from core.service import ImageService
 __all__ = ["make_router"]
 
 _TOO_OLD = "This message is too old for its buttons. Use /last or /history."
-#: Telegram's document upload limit on the cloud Bot API.
-_DOCUMENT_LIMIT = 50 * 1024 * 1024
 
 
 def make_router() -> Router:
@@ -47,7 +45,8 @@ async def _accessible(query: CallbackQuery, note: str) -> Message | None:
 async def again(query: CallbackQuery, callback_data: Again, bot: Bot, service: ImageService,
                 tg: TelegramContext) -> None:
     if (message := await _accessible(query, "🔁 Again…")) is not None:
-        request = await repeat(service, bot, callback_data.artifact_id, message, query.from_user)
+        request = await repeat(service, bot, callback_data.artifact_id, message, query.from_user,
+                               limit=tg.download_limit)
         await run_job(bot, service, tg, request)
 
 
@@ -55,7 +54,8 @@ async def reratio(query: CallbackQuery, callback_data: Reratio, bot: Bot, servic
                   tg: TelegramContext) -> None:
     ratio = decode_ratio(callback_data.ratio)
     if (message := await _accessible(query, f"📐 {ratio}…")) is not None:
-        request = await repeat(service, bot, callback_data.artifact_id, message, query.from_user, ratio=ratio)
+        request = await repeat(service, bot, callback_data.artifact_id, message, query.from_user,
+                               limit=tg.download_limit, ratio=ratio)
         await run_job(bot, service, tg, request)
 
 
@@ -76,15 +76,16 @@ def _ask(user: User, artifact_id: str) -> dict[str, Any]:
                 "Reply to this message.").as_kwargs()
 
 
-async def original(query: CallbackQuery, callback_data: Original, bot: Bot, service: ImageService) -> None:
+async def original(query: CallbackQuery, callback_data: Original, bot: Bot, service: ImageService,
+                   tg: TelegramContext) -> None:
     if (message := await _accessible(query, "📎 Sending the original…")) is None:
         return
     artifact = await service.store.get(callback_data.artifact_id)
     if artifact is None:
         raise InvalidRequest("That image is no longer stored.")
-    if artifact.bytes > _DOCUMENT_LIMIT:
+    if artifact.bytes > tg.document_limit:
         raise InvalidRequest(f"The original is {artifact.bytes / 1_048_576:.0f} MB; Telegram takes files up to "
-                             "50 MB from bots.")
+                             f"{tg.document_limit / 1_048_576:.0f} MB from bots.")
     data = await service.store.read(artifact)
     name = artifact.id + (artifact.path[artifact.path.rfind("."):] if "." in artifact.path else ".png")
     sent = await bot.send_document(document=BufferedInputFile(data, filename=name),

@@ -37,8 +37,16 @@ def fit_text(text: str, limit: int = TEXT_LIMIT) -> str:
     return out.rstrip() + "…"
 
 
+_CANCELLED = "Cancelled."  # the service's slot message for a job stopped by /cancel or a shutdown
+
+
+def _reasons(errors: Sequence[SlotError]) -> list[str]:
+    return list(dict.fromkeys("Stopped before it finished." if e.message == _CANCELLED else e.message
+                              for e in errors))
+
+
 def _failed_line(errors: Sequence[SlotError], requested: int) -> str:
-    reasons = list(dict.fromkeys(e.message for e in errors))
+    reasons = _reasons(errors)
     return f"⚠️ {len(errors)} of {requested} images failed: " + " ".join(reasons)
 
 
@@ -78,14 +86,15 @@ def result_caption(
     return "\n".join(part for part in (head, tail) if part)
 
 
-def failure_text(result: JobResult) -> str:
+def failure_text(result: JobResult, *, restarting: bool = False) -> str:
     """The message when a job produced nothing: the plain reasons, never a provider's raw text."""
-    reasons = list(dict.fromkeys(e.message for e in result.errors))
-    if not reasons:
+    if not result.errors:
         return "No image came back from the image service. Try again."
-    if reasons == ["Cancelled."]:
+    if all(e.message == _CANCELLED for e in result.errors):
+        if restarting:
+            return "The bot is restarting, so this was stopped before an image was made. Try again in a minute."
         return "Stopped. No image was made."
-    return fit_text(" ".join(reasons))
+    return fit_text(" ".join(_reasons(result.errors)))
 
 
 def undelivered_text(missing: int, total: int, reason: str | None) -> str:

@@ -7,6 +7,7 @@ from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 
+from bots.telegram.captions import CAPTION_LIMIT, fit_text
 from bots.telegram.context import TelegramContext
 from bots.telegram.delivery import Destination, deliver
 from bots.telegram.keyboards import Setting, decode_ratio, ratio_keyboard, settings_keyboard
@@ -140,7 +141,7 @@ async def last_command(message: Message, bot: Bot, service: ImageService, tg: Te
     dest = Destination(message.chat.id, message.message_id,
                        message.message_thread_id if message.is_topic_message else None)
     await deliver(bot, service, tg, job_id=artifact.job_id or "", chat_key=key, dest=dest, artifacts=[artifact],
-                  caption=f"{artifact.id}: {artifact.prompt}"[:1000])
+                  caption=fit_text(f"{artifact.id}: {artifact.prompt}", CAPTION_LIMIT))
 
 
 async def history_command(message: Message, command: CommandObject, service: ImageService) -> None:
@@ -151,7 +152,7 @@ async def history_command(message: Message, command: CommandObject, service: Ima
         await message.reply("There are no images in this chat yet. Try /imagine a red fox.")
         return
     lines = [f"{e.artifact_id} · {e.created_at[:16].replace('T', ' ')} · {e.prompt[:80]}" for e in entries]
-    await message.reply("Recent images, newest first (reply to one, or use /last, to edit):\n" + "\n".join(lines))
+    await message.reply(fit_text("Recent images, newest first (/last shows the newest again):\n" + "\n".join(lines)))
 
 
 async def cancel_command(message: Message, service: ImageService) -> None:

@@ -4,15 +4,18 @@ job tracker. Handed to handlers as the workflow-data entry ``tg``; holds no busi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from bots.telegram.albums import AlbumCollector
+from bots.telegram.lifecycle import JobTracker
 from core.config import TelegramConfig
 
-if TYPE_CHECKING:
-    from bots.telegram.albums import AlbumCollector
-    from bots.telegram.lifecycle import JobTracker
+__all__ = ["CLOUD_DOCUMENT_LIMIT", "CLOUD_DOWNLOAD_LIMIT", "TelegramContext", "TelegramOptions"]
 
-__all__ = ["TelegramContext", "TelegramOptions"]
+#: The cloud Bot API hands bots files up to 20 MB (``getFile``) and takes documents up to 50 MB; a
+#: self-hosted Bot API server (``apiBase``) lifts both.
+CLOUD_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+CLOUD_DOCUMENT_LIMIT = 50 * 1024 * 1024
+_LOCAL_DOCUMENT_LIMIT = 2000 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,7 @@ class TelegramOptions:
     #: Long-polling ``getUpdates`` timeout; a stop cancels the poll at once, whatever this is.
     polling_timeout: int = 25
     #: On shutdown, how long running jobs may take before they are cancelled (stored images are kept).
-    shutdown_grace: float = 8.0
+    shutdown_grace: float = 7.0
     #: How often one API call is retried after ``429 retry_after`` before it gives up.
     flood_attempts: int = 6
     #: A ``retry_after`` longer than this is not waited out for one call (the call fails instead).
@@ -43,6 +46,17 @@ class TelegramContext:
     options: TelegramOptions
     albums: AlbumCollector
     tracker: JobTracker
+    #: The largest user file fetched as a reference, and the largest original sent as a document.
+    download_limit: int = CLOUD_DOWNLOAD_LIMIT
+    document_limit: int = CLOUD_DOCUMENT_LIMIT
     #: The bot's own username (lower case, no "@"), for mentions; filled in at start-up.
     username: str = ""
     bot_id: int = 0
+
+    @classmethod
+    def create(cls, settings: TelegramConfig, options: TelegramOptions, max_reference_bytes: int) -> TelegramContext:
+        """Limits follow the Bot API server: the cloud's, or a self-hosted one's (``apiBase``)."""
+        local = bool(settings.api_base)
+        return cls(settings, options, AlbumCollector(options.album_window), JobTracker(),
+                   download_limit=max_reference_bytes if local else min(max_reference_bytes, CLOUD_DOWNLOAD_LIMIT),
+                   document_limit=_LOCAL_DOCUMENT_LIMIT if local else CLOUD_DOCUMENT_LIMIT)

@@ -116,7 +116,7 @@ async def deliver_result(bot: Bot, service: ImageService, tg: TelegramContext, r
     request = result.request
     dest = Destination.from_origin(request.origin, request.chat.key)
     if not result.artifacts:
-        await send_text(bot, dest, captions.failure_text(result))
+        await send_text(bot, dest, captions.failure_text(result, restarting=tg.tracker.closing))
         return Outcome()
     caption = captions.result_caption(request.prompt, target=captions.edited_label(result),
                                       ignored=result.report.summary(), errors=result.errors,

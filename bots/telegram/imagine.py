@@ -44,14 +44,10 @@ def _has_image(message: Message) -> bool:
     return bool(image_files(message))
 
 
-def _limit(service: ImageService) -> int:
-    return service.config.limits.max_reference_bytes
-
-
 async def imagine(message: Message, command: CommandObject, bot: Bot, service: ImageService,
                   tg: TelegramContext) -> None:
     """``/imagine a fox --ar 16:9 --n 2``; an image sent with the command is used as a reference."""
-    target = await attached_target(bot, message, _limit(service))
+    target = await attached_target(bot, message, tg.download_limit)
     request = from_text(message, command.args or "", mode="auto" if target else "generate", target=target)
     await run_job(bot, service, tg, request)
 
@@ -59,15 +55,15 @@ async def imagine(message: Message, command: CommandObject, bot: Bot, service: I
 async def edit(message: Message, command: CommandObject, bot: Bot, service: ImageService,
                tg: TelegramContext) -> None:
     """``/edit <change>``: the attached image, else the replied-to image, else the chat's last image."""
-    target = (await attached_target(bot, message, _limit(service))
-              or await replied_target(service, bot, message, _limit(service)))
+    target = (await attached_target(bot, message, tg.download_limit)
+              or await replied_target(service, bot, message, tg.download_limit))
     request = from_text(message, command.args or "", mode="edit", target=target, usage=_EDIT_USAGE)
     await run_job(bot, service, tg, request)
 
 
 async def captioned_image(message: Message, bot: Bot, service: ImageService, tg: TelegramContext) -> None:
     """A photo or image file with a caption: edit (or compose with) that image."""
-    target = await attached_target(bot, message, _limit(service))
+    target = await attached_target(bot, message, tg.download_limit)
     caption = strip_mention(message.caption or "", tg.username)
     request = from_text(message, caption, mode="auto", target=target, usage=_CAPTION_USAGE)
     await run_job(bot, service, tg, request)
@@ -99,7 +95,7 @@ async def album(message: Message, bot: Bot, service: ImageService, tg: TelegramC
     if not files:
         raise BadImage("That album has no images the bot can use (PNG, JPEG, WebP or GIF).")
     label = "your image" if len(files) == 1 else f"your {len(files)} images"
-    target = await files_target(bot, files, _limit(service), label)
+    target = await files_target(bot, files, tg.download_limit, label)
     request = from_text(captioned, rest, mode="edit" if name == "edit" else "auto", target=target,
                         usage=_CAPTION_USAGE)
     await run_job(bot, service, tg, request)
@@ -113,7 +109,7 @@ async def unknown_command(message: Message) -> None:
 
 async def text(message: Message, bot: Bot, service: ImageService, tg: TelegramContext) -> None:
     """Plain text to the bot: an edit of the image it replies to, otherwise a new image."""
-    target = await replied_target(service, bot, message, _limit(service))
+    target = await replied_target(service, bot, message, tg.download_limit)
     prompt = strip_mention(message.text or "", tg.username)
     request = from_text(message, prompt, mode="edit" if target else "generate", target=target)
     await run_job(bot, service, tg, request)

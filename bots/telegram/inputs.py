@@ -19,7 +19,6 @@ from core.models import Reference
 from core.service import ImageService
 
 __all__ = [
-    "DOWNLOAD_LIMIT",
     "ImageFile",
     "Target",
     "attached_target",
@@ -31,8 +30,6 @@ __all__ = [
     "replied_target",
 ]
 
-#: The cloud Bot API hands bots files up to 20 MB (``getFile``).
-DOWNLOAD_LIMIT = 20 * 1024 * 1024
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 
@@ -79,7 +76,6 @@ def _too_big(size: int, limit: int) -> BadImage:
 
 async def download(bot: Bot, file: ImageFile, limit: int) -> Reference:
     """Fetch one file over HTTP (``getFile`` then the file URL); oversize files are refused up front."""
-    limit = min(limit, DOWNLOAD_LIMIT)
     if file.size is not None and file.size > limit:
         raise _too_big(file.size, limit)
     try:

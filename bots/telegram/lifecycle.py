@@ -20,7 +20,7 @@ __all__ = ["JobTracker", "TrackJobs", "chat_key_of"]
 log = logging.getLogger(__name__)
 
 #: After the grace period, cancelled jobs get this long to deliver what they stored.
-_CANCEL_GRACE = 2.0
+_CANCEL_GRACE = 1.5
 
 
 def chat_key_of(update: Update) -> str | None:
@@ -38,6 +38,8 @@ class JobTracker:
 
     def __init__(self) -> None:
         self._tasks: dict[asyncio.Task[Any], str | None] = {}
+        #: Set once the shutdown has cancelled the jobs that outlasted the grace period.
+        self.closing = False
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -66,6 +68,7 @@ class JobTracker:
         _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
         if not pending:
             return
+        self.closing = True
         for chat_key in {self._tasks.get(task) for task in pending} - {None}:
             assert chat_key is not None
             await service.cancel(chat_key)

@@ -46,7 +46,7 @@ def from_text(message: Message, text: str, *, mode: Mode, target: Target | None,
 
 
 async def repeat(service: ImageService, bot: Bot, artifact_id: str, message: Message, user: User,
-                 *, ratio: str | None = None) -> ImageRequest:
+                 *, limit: int, ratio: str | None = None) -> ImageRequest:
     """The request that made ``artifact_id``, again (optionally at another ratio), answering ``message``.
     Rebuilt from the stored artifact and its job's record, so it works after any restart."""
     artifact = await service.store.get(artifact_id)
@@ -56,7 +56,7 @@ async def repeat(service: ImageService, bot: Bot, artifact_id: str, message: Mes
     summary: dict[str, Any] = record.request if record is not None else {}
     old_origin: dict[str, Any] = record.origin if record is not None else {}
     specs = old_origin.get("refs") or ([{"artifact": artifact.parent_id}] if artifact.parent_id else [])
-    references = await references_from_specs(bot, specs, service.config.limits.max_reference_bytes)
+    references = await references_from_specs(bot, specs, limit)
     mode: Mode = "edit" if summary.get("mode") == "edit" else "auto"
     count = summary.get("count")
     origin = origin_of(message, None)

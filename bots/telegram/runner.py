@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
@@ -19,14 +20,15 @@ from aiohttp import web
 
 from bots.telegram import buttons, chat, errors, imagine
 from bots.telegram.access import AccessControl, GroupPolicy
-from bots.telegram.albums import AlbumCollector
 from bots.telegram.captions import result_caption
 from bots.telegram.context import TelegramContext, TelegramOptions
 from bots.telegram.delivery import Destination, deliver
-from bots.telegram.lifecycle import JobTracker, TrackJobs
+from bots.telegram.lifecycle import TrackJobs
 from bots.telegram.session import close_bot, make_bot
 from core.config import AppConfig
 from core.errors import ConfigError
+from core.jobs import JobRecord
+from core.models import Artifact
 from core.service import ImageService
 
 __all__ = ["COMMANDS", "build_dispatcher", "deliver_pending", "run_telegram"]
@@ -44,6 +46,7 @@ COMMANDS = [
     BotCommand(command="help", description="What I can do, with examples"),
     BotCommand(command="image", description="Same as /imagine"),
     BotCommand(command="draw", description="Same as /imagine"),
+    BotCommand(command="start", description="Start here: what I can do"),
 ]
 _LOGIN_RETRY_MAX = 30.0
 
@@ -66,7 +69,7 @@ async def run_telegram(config: AppConfig, service: ImageService, stop: asyncio.E
     """Run the Telegram front-end until ``stop`` is set (``pixbot run`` sets it on SIGINT/SIGTERM)."""
     settings = config.bots.telegram
     options = options or TelegramOptions()
-    tg = TelegramContext(settings, options, AlbumCollector(options.album_window), JobTracker())
+    tg = TelegramContext.create(settings, options, config.limits.max_reference_bytes)
     bot = make_bot(settings, options)
     dp = build_dispatcher(service, tg)
     async with AsyncExitStack() as stack:
@@ -76,13 +79,16 @@ async def run_telegram(config: AppConfig, service: ImageService, stop: asyncio.E
             return
         tg.username, tg.bot_id = (me.username or "").lower(), me.id
         await bot.set_my_commands(COMMANDS)
+        # Listed before any update is taken, so a job of this run can never be delivered twice.
+        pending = await service.pending_deliveries("telegram")
         site = None
         if settings.mode == "webhook":
             runner, site = await _start_webhook(bot, dp, tg)
             stack.push_async_callback(runner.cleanup)
         # Runs before the cleanups above (last in, first out): jobs finish while the session is open.
         stack.push_async_callback(tg.tracker.drain, service, options.shutdown_grace)
-        tg.tracker.spawn(deliver_pending(bot, service, tg), None, "telegram-pending")
+        if pending:
+            tg.tracker.spawn(deliver_pending(bot, service, tg, pending), None, "telegram-pending")
         if site is not None:
             await stop.wait()
             await site.stop()  # no new updates; Telegram keeps them until the bot is back
@@ -160,10 +166,11 @@ async def _start_webhook(bot: Bot, dp: Dispatcher, tg: TelegramContext) -> tuple
     return runner, site
 
 
-async def deliver_pending(bot: Bot, service: ImageService, tg: TelegramContext) -> None:
+async def deliver_pending(bot: Bot, service: ImageService, tg: TelegramContext,
+                          pending: Sequence[tuple[JobRecord, Sequence[Artifact]]]) -> None:
     """Jobs stored but never delivered (the bot stopped mid-job): send them now. A chat that is gone
     for good (bot blocked, chat deleted) gives the job up instead of retrying it at every start."""
-    for record, artifacts in await service.pending_deliveries("telegram"):
+    for record, artifacts in pending:
         if not artifacts:
             continue
         dest = Destination.from_origin(record.origin, record.chat_key)

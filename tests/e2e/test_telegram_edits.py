@@ -57,6 +57,18 @@ async def test_reply_to_a_users_photo_downloads_the_largest_size(tg: TelegramHar
     assert edited.params["caption"].endswith("✏️ Edited the image you replied to")
 
 
+async def test_reply_to_a_users_image_file_uses_its_original_bytes(tg: TelegramHarness) -> None:
+    await tg.start()
+    original = jpeg_bytes(500, 300)
+    user_file = await tg.server.push_document(original, "scan.jpg")
+    await tg.server.wait_for("sendMessage")  # the "add a caption" hint
+    await tg.server.push_text("sharpen it", reply_to=user_file)
+    await tg.server.wait_for("sendPhoto")
+
+    (edit_request,) = tg.provider.requests_of(_EDITS)
+    assert edit_request.files[0].data == original and edit_request.files[0].filename == "scan.jpg"
+
+
 async def test_photo_with_caption_and_image_file_with_caption_are_edited(tg: TelegramHarness) -> None:
     await tg.start()
     original = jpeg_bytes(300, 200)

@@ -71,7 +71,7 @@ async def test_a_job_outlasting_the_shutdown_grace_is_cancelled_and_the_chat_tol
     await tg.stop()
 
     (told,) = tg.server.calls_of("sendMessage")
-    assert told.params["text"] == "Stopped. No image was made."
+    assert told.params["text"].startswith("The bot is restarting, so this was stopped")
     assert await service.jobs.interrupted() == []  # recorded as failed, not left "generating"
 
 

@@ -70,7 +70,9 @@ class Harness:
         raw: dict[str, Any] = {
             # One configured provider: each one costs two TLS-ready clients at start-up (~40 ms).
             "providers": {"custom": {"apiKey": KEY, "apiBase": self.fake.api_base("custom")}},
-            "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 8},
+            # Small images: the fake draws them and the store decodes each one in full.
+            "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 8,
+                                          "defaultImageSize": "64x64"},
                       "ssrfWhitelist": ["127.0.0.0/8"]},
             "limits": {"perUserDaily": 0},
         }
@@ -119,7 +121,9 @@ def no_crash(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     assert_no_error_logs(caplog, "core", "providers", "bots", "aiohttp", "asyncio")
 
 
-def slot_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """The service's one INFO line per failed slot attempt chain: ``job … slot N <provider> failed: <category> …``."""
-    return [r.getMessage() for r in caplog.records if r.name == "core.service" and " failed: " in r.getMessage()]
+def slot_failures(caplog: pytest.LogCaptureFixture, since: int = 0) -> list[str]:
+    """The service's INFO line per failed slot, ``job … slot N <provider> failed: <category> (…)``, among
+    the records captured from index ``since`` on."""
+    return [r.getMessage() for r in caplog.records[since:]
+            if r.name == "core.service" and " failed: " in r.getMessage()]
 

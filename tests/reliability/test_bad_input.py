@@ -33,7 +33,7 @@ CHAT = ChatRef("telegram", "100", "7")
 MAX_PROMPT = 200  # small, so "too long" examples stay cheap to generate
 MAX_COUNT = 8
 #: Deterministic: the same examples every run, no example database, no per-example deadline.
-PROPERTY = settings(max_examples=60, derandomize=True, database=None, deadline=None,
+PROPERTY = settings(max_examples=50, derandomize=True, database=None, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBPVP8 ")
 
@@ -206,27 +206,30 @@ UNTRUSTED = {
 }
 
 
-@pytest.mark.parametrize("name", list(UNTRUSTED))
-async def test_untrusted_reference_traps_are_refused(env: Env, name: str) -> None:
-    raw, said = UNTRUSTED[name]
-    path = raw.format(media=env.media)
-    error = await refused(env, ImageRequest("x", CHAT, references=(Reference(path=path),)), InvalidRequest)
-    assert said in str(error)
+async def test_untrusted_reference_traps_are_refused(env: Env, subtests: pytest.Subtests) -> None:
+    for name, (raw, said) in UNTRUSTED.items():
+        with subtests.test(name):
+            reference = Reference(path=raw.format(media=env.media))
+            error = await refused(env, ImageRequest("x", CHAT, references=(reference,)), InvalidRequest)
+            assert said in str(error)
 
 
-@pytest.mark.parametrize(("raw", "expected", "said"), [
-    ("/dev/zero", InvalidRequest, "not a regular file"),
-    ("{media}/zero.png", InvalidRequest, "not a regular file"),
-    ("{media}/fifo.png", InvalidRequest, "not a regular file"),
-    ("{media}/sub", InvalidRequest, "not a regular file"),
-    ("/etc/passwd", BadImage, "not an image"),
-])
-async def test_trusted_paths_must_still_be_regular_image_files(env: Env, raw: str, expected: type[PixbotError],
-                                                              said: str) -> None:
+TRUSTED: dict[str, tuple[type[PixbotError], str]] = {
+    "/dev/zero": (InvalidRequest, "not a regular file"),
+    "{media}/zero.png": (InvalidRequest, "not a regular file"),
+    "{media}/fifo.png": (InvalidRequest, "not a regular file"),
+    "{media}/sub": (InvalidRequest, "not a regular file"),
+    "/etc/passwd": (BadImage, "not an image"),
+}
+
+
+async def test_trusted_paths_must_still_be_regular_image_files(env: Env, subtests: pytest.Subtests) -> None:
     """The operator's own paths (the CLI's) may be anywhere, but devices and fifos are never read."""
-    path = raw.format(media=env.media)
-    error = await refused(env, ImageRequest("x", CHAT, references=(Reference(path=path, trusted=True),)), expected)
-    assert said in str(error)
+    for raw, (expected, said) in TRUSTED.items():
+        with subtests.test(raw):
+            reference = Reference(path=raw.format(media=env.media), trusted=True)
+            error = await refused(env, ImageRequest("x", CHAT, references=(reference,)), expected)
+            assert said in str(error)
 
 
 # -- uploads -----------------------------------------------------------------------------------------
@@ -276,17 +279,14 @@ async def test_cli_refusals_exit_2_with_one_error_line_and_no_provider_call(harn
     cli = Cli(harness.root, fake)
     config = harness.write_config(harness.raw_config())
     os.mkfifo(harness.root / "pipe.png")
-    (harness.root / "cut.png").write_bytes(png_bytes(40, 40)[:90])
     with open(harness.root / "huge.png", "wb") as sparse:  # 21 MiB on paper, nothing on disk
         sparse.write(png_bytes()[:16])
         sparse.truncate(21 * 1024 * 1024)
     cases = {
         "control characters only": (["\x01\x02\u200b\u202e\t"], "prompt is empty"),
         "--ar 30:1": (["a fox", "--ar", "30:1"], "too extreme"),
-        "--size 64x8193": (["a fox", "--size", "64x8193"], "out of range"),
         "--ref /dev/zero": (["a fox", "--ref", "/dev/zero"], "not a regular file"),
         "--ref a fifo": (["a fox", "--ref", "pipe.png"], "not a regular file"),
-        "--ref truncated": (["a fox", "--ref", "cut.png"], "damaged or incomplete"),
         "--ref 21 MiB": (["a fox", "--ref", "huge.png"], "too large: 21.0 MB"),
     }
     results = await asyncio.gather(*(cli.run("generate", *args, config=config) for args, _ in cases.values()))

@@ -12,6 +12,10 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from core.db import SCHEMA_VERSION
+from core.errors import InternalError
 from core.models import ChatRef, ImageRequest
 from tests.e2e.cli_support import RUN_TIMEOUT, Cli
 from tests.fakes.fake_provider import FakeProvider
@@ -105,3 +109,21 @@ async def test_sigkill_mid_job_leaves_a_ledger_the_next_start_settles(harness: H
     stored = pending[0][1][0]
     assert Path(stored.path).read_bytes()[:8] == png_bytes()[:8]
     assert not list(Path(stored.path).parent.glob(".*")), "no partial files are left"
+
+
+def _set_user_version(db: Path, version: int) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute(f"PRAGMA user_version = {version}")
+
+
+async def test_a_database_from_a_newer_pixbot_is_refused_and_left_as_it_is(harness: Harness) -> None:
+    async with harness.open():
+        pass
+    db = harness.root / "pixbot.db"
+    await asyncio.to_thread(_set_user_version, db, SCHEMA_VERSION + 1)
+    with pytest.raises(InternalError, match=f"schema version {SCHEMA_VERSION + 1}; this pixbot knows "
+                                            f"{SCHEMA_VERSION}: it was written by a newer pixbot"):
+        async with harness.open():
+            pass
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1

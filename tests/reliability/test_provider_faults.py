@@ -113,27 +113,31 @@ PARTIAL: dict[str, tuple[Fault, type[PixbotError], str | None]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(PARTIAL))
 async def test_one_faulty_slot_of_three_keeps_the_other_two_images(
-    name: str, harness: Harness, fake: FakeProvider, caplog: pytest.LogCaptureFixture
+    harness: Harness, fake: FakeProvider, caplog: pytest.LogCaptureFixture, subtests: pytest.Subtests
 ) -> None:
-    fault, error_class, message = PARTIAL[name]
-    fault(fake)
+    """One job per fault, all on one service: opening one per case would cost more than the cases."""
     async with harness.open(retry=ONE_SHOT) as service:
-        result, record = await submit(service, count=3)
-        pending = await service.pending_deliveries("telegram")
+        for name, (fault, error_class, message) in PARTIAL.items():
+            with subtests.test(name):
+                fake.answers.clear()
+                logged, asked = len(caplog.records), len(fake.requests_of(GENERATIONS))
+                fault(fake)
+                result, record = await submit(service, count=3)
+                pending = {r.id: {a.id for a in arts} for r, arts in await service.pending_deliveries("telegram")}
 
-    assert len(result.artifacts) == 2 and len({a.id for a in result.artifacts}) == 2
-    assert_images_on_disk(result)
-    (error,) = result.errors
-    assert error.slot in (0, 1, 2) and error.provider == "custom"
-    assert (error.category, error.message) == (error_class.category, message or error_class.default_message)
-    assert record.status == "stored" and set(record.artifact_ids) == {a.id for a in result.artifacts}
-    assert [(r.id, {a.id for a in arts}) for r, arts in pending] == [(record.id, set(record.artifact_ids))]
-    failures = slot_failures(caplog)
-    assert len(failures) == 1 and f"custom failed: {error_class.category} (" in failures[0], failures
-    assert len(fake.requests_of(GENERATIONS)) == 3
-    assert not fake.answers, "every scripted fault was used"
+                assert len(result.artifacts) == 2 and len({a.id for a in result.artifacts}) == 2
+                assert_images_on_disk(result)
+                (error,) = result.errors
+                assert error.slot in (0, 1, 2) and error.provider == "custom"
+                assert (error.category, error.message) == (error_class.category,
+                                                           message or error_class.default_message)
+                assert record.status == "stored" and set(record.artifact_ids) == {a.id for a in result.artifacts}
+                assert pending[record.id] == set(record.artifact_ids)
+                failures = slot_failures(caplog, since=logged)
+                assert len(failures) == 1 and f"custom failed: {error_class.category} (" in failures[0], failures
+                assert len(fake.requests_of(GENERATIONS)) - asked == 3
+                assert not fake.answers, "every scripted fault was used"
 
 
 # -- retried, then served --------------------------------------------------------------------------------
@@ -150,18 +154,20 @@ RETRIED: dict[str, tuple[Fault, str]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(RETRIED))
 async def test_retryable_faults_are_retried_until_served(
-    name: str, harness: Harness, fake: FakeProvider, caplog: pytest.LogCaptureFixture
+    harness: Harness, fake: FakeProvider, caplog: pytest.LogCaptureFixture, subtests: pytest.Subtests
 ) -> None:
-    fault, category = RETRIED[name]
-    fault(fake)
     async with harness.open(retry=FAST_RETRY) as service:
-        result, record = await submit(service, count=1)
-    assert result.ok and len(result.artifacts) == 1 and record.status == "stored"
-    assert len(fake.requests_of(GENERATIONS)) == 3
-    retries = [r.getMessage() for r in caplog.records if " retry " in r.getMessage()]
-    assert len(retries) == 2 and all(m.endswith(f"after {category}") for m in retries), retries
+        for name, (fault, category) in RETRIED.items():
+            with subtests.test(name):
+                fake.answers.clear()
+                logged, asked = len(caplog.records), len(fake.requests_of(GENERATIONS))
+                fault(fake)
+                result, record = await submit(service, count=1)
+                assert result.ok and len(result.artifacts) == 1 and record.status == "stored"
+                assert len(fake.requests_of(GENERATIONS)) - asked == 3
+                retries = [r.getMessage() for r in caplog.records[logged:] if " retry " in r.getMessage()]
+                assert len(retries) == 2 and all(m.endswith(f"after {category}") for m in retries), retries
 
 
 NOT_RETRIED: dict[str, tuple[Fault, type[PixbotError]]] = {
@@ -176,17 +182,21 @@ NOT_RETRIED: dict[str, tuple[Fault, type[PixbotError]]] = {
 }
 
 
-@pytest.mark.parametrize("name", list(NOT_RETRIED))
-async def test_final_answers_are_not_retried_and_fail_the_job(name: str, harness: Harness, fake: FakeProvider) -> None:
-    fault, error_class = NOT_RETRIED[name]
-    fault(fake)
+async def test_final_answers_are_not_retried_and_fail_the_job(
+    harness: Harness, fake: FakeProvider, subtests: pytest.Subtests
+) -> None:
     async with harness.open(retry=FAST_RETRY) as service:
-        result, record = await submit(service, count=1)
+        for name, (fault, error_class) in NOT_RETRIED.items():
+            with subtests.test(name):
+                fake.answers.clear()
+                asked = len(fake.requests_of(GENERATIONS))
+                fault(fake)
+                result, record = await submit(service, count=1)
+                assert result.artifacts == ()
+                assert [e.category for e in result.errors] == [error_class.category]
+                assert (record.status, record.error) == ("failed", error_class.category)
+                assert len(fake.requests_of(GENERATIONS)) - asked == 1
         assert await service.pending_deliveries("telegram") == []
-    assert result.artifacts == ()
-    assert [e.category for e in result.errors] == [error_class.category]
-    assert (record.status, record.error) == ("failed", error_class.category)
-    assert len(fake.requests_of(GENERATIONS)) == 1
 
 
 async def test_a_provider_that_stays_down_fails_after_every_attempt(harness: Harness, fake: FakeProvider) -> None:
@@ -220,8 +230,8 @@ async def test_connect_errors_are_unavailable_and_a_fallback_serves(harness: Har
 
 
 async def test_a_read_timeout_is_retried_then_reported(harness: Harness, fake: FakeProvider) -> None:
-    fake.latency = 0.6  # longer than the provider's timeout: no answer arrives in time
-    quick = {"providers": {"custom": {"timeout": 0.15}}}
+    fake.latency = 0.4  # longer than the provider's timeout: no answer arrives in time
+    quick = {"providers": {"custom": {"timeout": 0.1}}}
     async with harness.open(retry=RetryPolicy(attempts=2, base_delay=0.001, jitter=0.0), **quick) as service:
         result, record = await submit(service, count=1)
     assert [(e.category, e.message) for e in result.errors] == [("timeout", ProviderTimeout.default_message)]
@@ -251,3 +261,16 @@ async def test_a_slow_drip_body_is_cut_off_at_the_provider_timeout(harness: Harn
         again, _ = await submit(service, count=1)
     assert again.ok, "the timed-out attempt is retried"
     assert len(fake.requests_of(GENERATIONS)) == 5
+
+
+async def test_the_job_deadline_stops_a_hanging_slot_and_keeps_the_rest(
+    harness: Harness, fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.stall_next()  # the provider's own timeout (120 s) is far away; the job's deadline comes first
+    async with harness.open(retry=ONE_SHOT, limits={"jobTimeoutS": 0.3}) as service:
+        result, record = await submit(service, count=3)
+    assert len(result.artifacts) == 2 and record.status == "stored"
+    assert [(e.category, e.message) for e in result.errors] == [
+        ("timeout", "The job took longer than 0.3 s and was stopped.")]
+    (failure,) = slot_failures(caplog)
+    assert failure.endswith("custom failed: timeout (limits.jobTimeoutS 0.3s)")

@@ -1,0 +1,62 @@
+"""The Telegram front-end's pure text work: inline options, commands in captions, mentions, captions within
+Telegram's limits, and callback data within 64 bytes."""
+
+from __future__ import annotations
+
+import pytest
+
+from bots.telegram.captions import CAPTION_LIMIT, fit_text, result_caption
+from bots.telegram.keyboards import RATIO_CHOICES, result_keyboard, settings_keyboard
+from bots.telegram.parsing import ImagineArgs, parse_args, split_command, strip_mention
+from core.errors import InvalidRequest
+from core.models import SlotError
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a fox", ImagineArgs("a fox")),
+    ("a fox --ar 16:9 --n 2 --size 2K", ImagineArgs("a fox", "16:9", 2, "2K")),
+    ("--ar=9:16 a  tall\n tower", ImagineArgs("a tall\ntower", "9:16")),
+    ("a fox —ar 4:3 –n 3", ImagineArgs("a fox", "4:3", 3)),  # phones turn "--" into dashes
+    ("a cat — sitting on a wall", ImagineArgs("a cat — sitting on a wall")),
+    ("well-known a--b", ImagineArgs("well-known a--b")),
+])
+def test_parse_args_splits_options_from_the_prompt(text: str, expected: ImagineArgs) -> None:
+    assert parse_args(text) == expected
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a fox --style noir", "Unknown option --style"),
+    ("a fox --ar", "--ar needs a value"),
+    ("a fox --n two", "--n must be a whole number"),
+    ("a fox --n --ar 1:1", "--n needs a value"),
+])
+def test_parse_args_explains_bad_options(text: str, message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message):
+        parse_args(text)
+
+
+def test_split_command_and_strip_mention() -> None:
+    assert split_command("/edit@PixBot make it blue") == ("edit", "PixBot", "make it blue")
+    assert split_command("/imagine") == ("imagine", None, "")
+    assert split_command("make it blue") == (None, None, "make it blue")
+    assert strip_mention("@PixBot_test_bot make it blue", "pixbot_test_bot") == "make it blue"
+    assert strip_mention("mail me@pixbot_test_bot.example", "pixbot_test_bot") == "mail me@pixbot_test_bot.example"
+
+
+def test_captions_keep_the_extras_and_fit_telegrams_limit_in_utf16_units() -> None:
+    errors = [SlotError(1, "rate_limited", "The image service is busy right now.")]
+    caption = result_caption("🦊" * 2000, target="your image", ignored="size 4K not supported; used 2K",
+                             errors=errors, requested=2)
+    assert len(caption.encode("utf-16-le")) // 2 <= CAPTION_LIMIT
+    assert caption.endswith("✏️ Edited your image\nℹ️ size 4K not supported; used 2K\n"
+                            "⚠️ 1 of 2 images failed: The image service is busy right now.")
+    assert "🦊…\n" in caption
+    assert fit_text("short") == "short"
+
+
+def test_callback_data_fits_in_64_bytes() -> None:
+    ids = [f"img_{n:012x}" for n in range(10)]
+    keyboards = [result_keyboard(ids), result_keyboard(ids[:1]), settings_keyboard(8)]
+    data = [b.callback_data or "" for kb in keyboards for row in kb.inline_keyboard for b in row]
+    assert data and all(len(d.encode()) <= 64 for d in data)
+    assert {f"ratio:{ids[0]}:{r.replace(':', 'x')}" for r in RATIO_CHOICES} <= set(data)
