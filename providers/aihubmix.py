@@ -81,19 +81,11 @@ class AIHubMixProvider(HttpProvider):
     default_model: ClassVar[str] = "gpt-image-2-free"
     default_base: ClassVar[str | None] = "https://aihubmix.com/v1"
     default_timeout: ClassVar[float] = 300.0
+    content_type_last: ClassVar[bool] = True  # nanobot forces it after extraHeaders
 
     def capabilities(self, model: str) -> Capabilities:
         return _CAPABILITIES
 
-    def headers(self, *, json_body: bool = True, bearer: bool = True) -> dict[str, str]:
-        """Authorization, extraHeaders, then Content-Type forced last (extras cannot change it)."""
-        headers: dict[str, str] = {}
-        if bearer and self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        headers.update({k: v for k, v in self.config.extra_headers.items() if k.lower() != "content-type"})
-        if json_body:
-            headers["Content-Type"] = "application/json"
-        return headers
 
     def body(self, request: ProviderRequest) -> dict[str, Any]:
         inner: dict[str, Any] = {

@@ -159,6 +159,10 @@ class HttpProvider:
     default_timeout: ClassVar[float] = 120.0
     requires_key: ClassVar[bool] = True
     requires_base: ClassVar[bool] = False
+    #: Headers every request carries, after the defaults and before extraHeaders (OpenRouter's attribution).
+    fixed_headers: ClassVar[Mapping[str, str]] = {}
+    #: Content-Type is set after extraHeaders, which cannot change it (AIHubMix).
+    content_type_last: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -202,13 +206,20 @@ class HttpProvider:
         return Capabilities()
 
     def headers(self, *, json_body: bool = True, bearer: bool = True) -> dict[str, str]:
-        """Authorization and Content-Type, then extraHeaders (which win)."""
+        """Authorization and Content-Type, the adapter's ``fixed_headers``, then extraHeaders (which win),
+        except that with ``content_type_last`` the Content-Type is set last and extras cannot change it."""
         headers: dict[str, str] = {}
         if bearer and self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        if json_body:
+        if json_body and not self.content_type_last:
             headers["Content-Type"] = "application/json"
-        headers.update(self.config.extra_headers)
+        headers.update(self.fixed_headers)
+        extras = self.config.extra_headers
+        if self.content_type_last:
+            extras = {k: v for k, v in extras.items() if k.lower() != "content-type"}
+        headers.update(extras)
+        if json_body and self.content_type_last:
+            headers["Content-Type"] = "application/json"
         return headers
 
     # -- HTTP --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
 from core.errors import ConfigError, ContentPolicy
@@ -62,19 +63,11 @@ class OpenRouterProvider(HttpProvider):
     default_model: ClassVar[str] = "openai/gpt-5.4-image-2"
     default_base: ClassVar[str | None] = "https://openrouter.ai/api/v1"
     default_timeout: ClassVar[float] = 120.0
+    fixed_headers: ClassVar[Mapping[str, str]] = _ATTRIBUTION
 
     def capabilities(self, model: str) -> Capabilities:
         return _CAPABILITIES
 
-    def headers(self, *, json_body: bool = True, bearer: bool = True) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        if bearer and self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        if json_body:
-            headers["Content-Type"] = "application/json"
-        headers.update(_ATTRIBUTION)
-        headers.update(self.config.extra_headers)
-        return headers
 
     def body(self, request: ProviderRequest) -> dict[str, Any]:
         content: str | list[dict[str, Any]] = request.prompt

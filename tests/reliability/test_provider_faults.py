@@ -241,7 +241,7 @@ async def test_a_read_timeout_is_retried_then_reported(harness: Harness, fake: F
 
 async def test_one_hanging_slot_times_out_and_the_others_are_kept(harness: Harness, fake: FakeProvider) -> None:
     fake.stall_next()  # this request is parked until the fake stops: it never answers in time
-    async with harness.open(retry=ONE_SHOT, providers={"custom": {"timeout": 0.3}}) as service:
+    async with harness.open(retry=ONE_SHOT, providers={"custom": {"timeout": 0.5}}) as service:
         result, record = await submit(service, count=3)
     assert len(result.artifacts) == 2 and [e.category for e in result.errors] == ["timeout"]
     assert record.status == "stored" and len(record.artifact_ids) == 2
@@ -249,9 +249,9 @@ async def test_one_hanging_slot_times_out_and_the_others_are_kept(harness: Harne
 
 async def test_a_slow_drip_body_is_cut_off_at_the_provider_timeout(harness: Harness, fake: FakeProvider) -> None:
     """One byte every 50 ms never trips a per-read timeout; the provider timeout bounds the whole answer."""
-    drip = Answer(200, b64_answer(png_bytes(16, 16)), drip=0.05, drip_bytes=1)  # ~15 s if read to the end
+    drip = Answer(200, b64_answer(png_bytes(16, 16)), drip=0.05, drip_bytes=1)  # ~8 s if read to the end
     fake.answers.append(drip)
-    async with harness.open(retry=ONE_SHOT, providers={"custom": {"timeout": 0.3}}) as service:
+    async with harness.open(retry=ONE_SHOT, providers={"custom": {"timeout": 0.5}}) as service:
         result, record = await submit(service, count=3)
         assert len(result.artifacts) == 2 and [e.category for e in result.errors] == ["timeout"]
         assert record.status == "stored"
@@ -267,10 +267,10 @@ async def test_the_job_deadline_stops_a_hanging_slot_and_keeps_the_rest(
     harness: Harness, fake: FakeProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.stall_next()  # the provider's own timeout (120 s) is far away; the job's deadline comes first
-    async with harness.open(retry=ONE_SHOT, limits={"jobTimeoutS": 0.3}) as service:
+    async with harness.open(retry=ONE_SHOT, limits={"jobTimeoutS": 0.5}) as service:
         result, record = await submit(service, count=3)
     assert len(result.artifacts) == 2 and record.status == "stored"
     assert [(e.category, e.message) for e in result.errors] == [
-        ("timeout", "The job took longer than 0.3 s and was stopped.")]
+        ("timeout", "The job took longer than 0.5 s and was stopped.")]
     (failure,) = slot_failures(caplog)
-    assert failure.endswith("custom failed: timeout (limits.jobTimeoutS 0.3s)")
+    assert failure.endswith("custom failed: timeout (limits.jobTimeoutS 0.5s)")
