@@ -9,10 +9,11 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from core.artifacts import ArtifactStore
 from core.config import AppConfig
@@ -34,7 +35,7 @@ except ImportError:  # pragma: no cover - Windows
 log = logging.getLogger(__name__)
 
 #: A front-end runs until ``stop`` is set, then returns after shutting down cleanly.
-FrontEnd = Callable[[AppConfig, ImageService, asyncio.Event], Awaitable[None]]
+FrontEnd = Callable[[AppConfig, ImageService, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def build_providers(config: AppConfig, stack: AsyncExitStack) -> dict[str, ImageProvider]:

@@ -16,7 +16,7 @@ from typing import Any
 from core.artifacts import is_artifact_id
 from core.config import AppConfig, load_config
 from core.errors import BadImage, ConfigError, InvalidRequest, PixbotError, Unsupported
-from core.models import ChatRef, ImageRequest, JobResult, Reference
+from core.models import ChatRef, ImageRequest, JobResult, Mode, Reference
 
 __all__ = ["main"]
 
@@ -117,7 +117,7 @@ async def _generate(config: AppConfig, args: argparse.Namespace) -> int:
         # Only the exact id form is an id, so a file such as ``img_ab12cd34ef56.png`` stays a path.
         Reference(artifact_id=value) if is_artifact_id(value) else Reference(path=value, trusted=True)
         for value in args.ref)
-    mode = "edit" if args.edit_last else "auto"
+    mode: Mode = "edit" if args.edit_last else "auto"
     request = ImageRequest(prompt=args.prompt, chat=ChatRef.from_key(args.chat, user_id="operator"),
                            references=refs, aspect_ratio=args.aspect_ratio, size=args.size, count=args.count,
                            provider=args.provider, model=args.model, mode=mode)

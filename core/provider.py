@@ -91,8 +91,15 @@ class ProviderResult:
 
 @runtime_checkable
 class ImageProvider(Protocol):
-    name: str
-    default_model: str
+    @property
+    def name(self) -> str:
+        """The registry name (``openrouter``, ``custom``, …)."""
+        ...
+
+    @property
+    def default_model(self) -> str:
+        """The model used when the config names none for this provider."""
+        ...
 
     def capabilities(self, model: str) -> Capabilities:
         """What ``model`` accepts on this provider."""
