@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_UsageError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except PixbotError as exc:  # start-up failures, e.g. a state database from a newer pixbot
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -130,7 +133,8 @@ async def _generate(config: AppConfig, args: argparse.Namespace) -> int:
         except PixbotError as exc:
             _print_failure(exc, args.json)
             return 1
-    _print_result(result, args.json)
+        _print_result(result, args.json)
+        await service.mark_delivered(result.job_id, request.chat.key, [])
     return 0 if result.ok else 1
 
 

@@ -345,5 +345,5 @@ async def test_a_second_process_leaves_live_jobs_alone_and_the_next_lone_start_s
     after = await cli.run("history", "--json", config=config)  # alone again: settles the dead job
     assert after.code == 0, after
     states = await asyncio.to_thread(_job_states, cli.root / "pixbot.db")
-    assert states["a live fox"][0] == "stored"
+    assert states["a live fox"][0] == "delivered"  # printed by the CLI, so delivered
     assert states["a crashed fox"] == ("failed", "interrupted by a restart")

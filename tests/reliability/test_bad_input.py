@@ -55,7 +55,6 @@ async def env(harness: Harness, fake: FakeProvider, tmp_path: Path) -> AsyncIter
         outside = tmp_path / "outside"
         outside.mkdir()
         (outside / "photo.png").write_bytes(png_bytes())
-        (media / "inside.png").write_bytes(png_bytes())
         (media / "link_out.png").symlink_to(outside / "photo.png")
         (media / "dir_out").symlink_to(outside)
         (media / "zero.png").symlink_to("/dev/zero")
