@@ -149,10 +149,12 @@ def _print_result(result: JobResult, as_json: bool) -> None:
         print(json.dumps({"artifacts": [a.to_sidecar() for a in result.artifacts],
                           "report": result.report.to_dict(),
                           "errors": [{"category": e.category, "message": e.message} for e in result.errors],
-                          "job_id": result.job_id}, ensure_ascii=False))
+                          "job_id": result.job_id, "edited": list(result.edited)}, ensure_ascii=False))
     else:
         for artifact in result.artifacts:
             print(f"{artifact.id}  {artifact.width}x{artifact.height}  {artifact.path}")
+        if result.edited:
+            print(f"note: edited {', '.join(result.edited)}", file=sys.stderr)
         for note in result.report.ignored.values():
             print(f"note: {note}", file=sys.stderr)
     for error in result.errors:
