@@ -51,7 +51,7 @@ async def _bot_main(config_path: str) -> dict[str, Any]:
     """The bot process: runs until SIGTERM; SIGUSR1 marks the burst's start (lag samples restart)."""
     from bots.app import open_service
     from bots.telegram import run_telegram
-    from core.config import load_config
+    from core.config_file import load_config
 
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
     lags: list[float] = []

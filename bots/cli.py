@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.artifacts import is_artifact_id
-from core.config import AppConfig, load_config
+from core.config import AppConfig
+from core.config_file import load_config
 from core.errors import BadImage, ConfigError, InvalidRequest, PixbotError, Unsupported
 from core.models import ChatRef, ImageRequest, JobResult, Mode, Reference
 

@@ -20,7 +20,8 @@ from nanobot.agent.tools.context import RequestContext, current_request_context
 from nanobot.config.paths import get_config_path, get_data_dir
 
 from bots.app import open_service
-from core.config import AppConfig, load_config
+from core.config import AppConfig
+from core.config_file import load_config
 from core.errors import PixbotError
 from core.images import sniff_mime
 from core.models import ChatRef, ImageRequest, JobResult, Reference

@@ -14,7 +14,7 @@ from typing import Any
 
 from bots.app import open_service
 from bots.discord import run_discord
-from core.config import load_config
+from core.config_file import load_config
 from core.net import RetryPolicy
 from core.service import ImageService
 from tests.fakes.discord_wire import FakeInteraction, Json

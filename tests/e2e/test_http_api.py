@@ -18,7 +18,8 @@ from aiohttp import web
 
 from bots.app import open_service
 from bots.http_api import make_app, run_api
-from core.config import ApiConfig, load_config
+from core.config import ApiConfig
+from core.config_file import load_config
 from core.errors import ConfigError
 from core.net import RetryPolicy
 from core.service import ImageService

@@ -23,7 +23,7 @@ from nanobot.config.schema import ProviderConfig, ToolsConfig
 from bots.app import open_service
 from bots.http_api import make_app
 from bots.nanobot_tool import PARAMETERS, PixbotImageTool, plugin_config
-from core.config import load_config
+from core.config_file import load_config
 from tests.fakes.fake_provider import FakeProvider
 from tests.images import png_bytes
 

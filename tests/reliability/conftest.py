@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from bots.app import open_service
-from core.config import AppConfig, load_config
+from core.config import AppConfig
+from core.config_file import load_config
 from core.net import RetryPolicy
 from core.service import ImageService
 from tests.fakes.fake_provider import FakeProvider

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import PROVIDER_NAMES, load_config
+from core.config import PROVIDER_NAMES
+from core.config_file import load_config
 from core.errors import ConfigError
 
 NANOBOT_CONFIG = {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bots.app import open_service
-from core.config import load_config
+from core.config_file import load_config
 from core.models import ChatRef, ImageRequest, Reference
 from core.payloads import BLOB_MARK, MIN_BLOB_CHARS, blob_for, loads_with_blobs, use_blobs
 from tests.fakes.fake_provider import PROVIDER_PREFIXES, FakeProvider

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bots.app import open_service
-from core.config import load_config
+from core.config_file import load_config
 from core.errors import InvalidRequest, QuotaExceeded, RateLimited, Unsupported
 from core.models import ChatRef, ImageRequest, Reference
 from core.net import RetryPolicy
