@@ -52,6 +52,10 @@ class Answer(Protocol):
 
     async def interrupted(self) -> None: ...
 
+    def fallback(self) -> Answer | None:
+        """Where to post when this answer's own route is gone (an expired interaction token)."""
+        ...
+
 
 class InteractionAnswer:
     """Answers one interaction (slash command, context-menu modal, button)."""
@@ -113,6 +117,14 @@ class InteractionAnswer:
         if not self._finished:
             await self.refuse(_INTERRUPTED)
 
+    def fallback(self) -> Answer | None:
+        """The interaction's channel, mentioning the person: a job can outlive the 15-minute token."""
+        channel = self.interaction.channel
+        if not isinstance(channel, discord.abc.Messageable) or self.interaction.channel_id is None:
+            return None
+        return ChannelAnswer(channel, self.interaction.channel_id, str(self.interaction.user.id), None,
+                             self.filesize_limit)
+
 
 class MessageAnswer:
     """Answers a message gesture (a reply that mentions the bot) with replies to that message."""
@@ -149,6 +161,9 @@ class MessageAnswer:
     async def interrupted(self) -> None:
         if not self._finished:
             await self.refuse(_INTERRUPTED)
+
+    def fallback(self) -> Answer | None:
+        return None
 
 
 def _optional(**values: object) -> dict[str, Any]:
@@ -194,4 +209,7 @@ class ChannelAnswer:
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
 
     async def interrupted(self) -> None:
+        return None
+
+    def fallback(self) -> Answer | None:
         return None

@@ -50,11 +50,40 @@ async def deliver(ctx: Context, answer: Answer, result: JobResult) -> None:
         message = await answer.send(out)
     except discord.HTTPException as exc:
         log.warning("job %s: Discord refused the result message: %s", result.job_id, exc)
-        await answer.refuse(_UPLOAD_FAILED)
-        return
+        retried = await _send_again(ctx, answer, result, exc)
+        if retried is None:
+            await answer.refuse(_UPLOAD_FAILED)
+            return
+        message = retried
     await ctx.service.mark_delivered(result.job_id, result.request.chat.key,
                                      [(str(message.id), result.artifacts[0].id)])
     log.info("job %s delivered as message %s", result.job_id, message.id)
+
+
+async def _send_again(ctx: Context, answer: Answer, result: JobResult,
+                      refused: discord.HTTPException) -> discord.Message | None:
+    """One more try after Discord refused the result: smaller files after a 413 (its limit was lower
+    than we were told), the channel itself when the interaction token has expired (401/404), the same
+    again after a 5xx. Other refusals (a 400) would only fail again."""
+    limit = answer.filesize_limit
+    target: Answer | None = answer
+    if refused.status == 413:
+        limit = max(_MIB, limit // 2)
+    elif refused.status in (401, 404):
+        target = answer.fallback()
+    elif refused.status < 500:
+        target = None
+    if target is None:
+        return None
+    try:
+        out = await build_message(ctx, result.artifacts, limit, errors=result.errors, requested=result.requested,
+                                  edited=result.edited)
+        message = await target.send(out)
+    except (PixbotError, discord.HTTPException) as exc:
+        log.warning("job %s: second delivery attempt failed too: %s", result.job_id, exc)
+        return None
+    log.info("job %s delivered on the second attempt (%s)", result.job_id, refused.status)
+    return message
 
 
 async def deliver_pending(client: discord.Client, ctx: Context, record: JobRecord,

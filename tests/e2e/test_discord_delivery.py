@@ -121,3 +121,31 @@ async def test_stopping_lets_a_running_job_finish_and_refuses_new_gestures(
 
 def _missing() -> object:
     raise AssertionError("the artifact was not stored")
+
+
+async def test_a_job_that_outlives_the_interaction_token_is_posted_in_the_channel(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    service = await harness.start()
+    provider.hold()
+    rec = await fake.invoke_slash(fake.alice, "imagine", prompt="a slow fox")
+    await provider.wait_for_requests(1)
+    fake.expire(rec)  # the job took longer than Discord's 15 minutes
+    provider.release()
+    posted = await fake.wait_for(lambda: [m for m in bot_messages(fake) if m["attachments"]], timeout=10)
+    (message,) = posted
+    assert message["content"].startswith(fake.alice.mention) and len(message["attachments"]) == 1
+    await harness.wait_delivered(1)
+    assert await service.pending_deliveries("discord") == []  # delivered, so nothing is left for a restart
+
+
+async def test_a_413_from_discord_is_answered_with_smaller_files(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    provider.image_bytes = 7_000_000  # fits the 10 MiB limit we are told, but Discord says otherwise
+    await harness.start()
+    fake.fail_next("PATCH", r"/webhooks/.*/@original", 413, {"message": "Request entity too large", "code": 40005})
+    result = await result_of(fake, await fake.invoke_slash(fake.alice, "imagine", prompt="static"), timeout=30)
+    (attachment,) = result["attachments"]
+    assert attachment["size"] <= 5 * MIB
+    assert "to fit this server's 5 MiB upload limit" in result["content"]
