@@ -77,7 +77,10 @@ def _fetch(conn: sqlite3.Connection, job_id: str) -> JobRecord:
 
 
 def _merge(old: Sequence[str], new: Sequence[str]) -> tuple[str, ...]:
-    """Append new ids in order, each once."""
+    """Append new ids in order, each once. A list that holds every old id also sets the order (the
+    service's final, slot-ordered list replaces the arrival order)."""
+    if set(old) <= set(new):
+        return tuple(dict.fromkeys(new))
     return tuple(dict.fromkeys([*old, *new]))
 
 
