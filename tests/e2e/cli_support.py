@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from core.config import BOT_TOKEN_ENV, PROVIDER_BASE_ENV, PROVIDER_KEY_ENV, ProviderConfig
+from core.config import ProviderConfig
+from core.config_file import BOT_TOKEN_ENV, PROVIDER_BASE_ENV, PROVIDER_KEY_ENV
 from core.provider import Capabilities
 from providers.registry import PROVIDERS
 from tests.fakes.fake_provider import FakeProvider, Recorded
