@@ -151,3 +151,15 @@ def test_env_settings_fill_what_the_file_leaves(tmp_path: Path, monkeypatch: pyt
 def test_data_dir_override(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, {"storage": {"dataDir": str(tmp_path / "data")}}), env_file=None)
     assert config.media_dir == (tmp_path / "data" / "media").resolve()
+
+
+def test_the_config_nanobot_itself_writes_loads(tmp_path: Path) -> None:
+    """nanobot's own schema, dumped as nanobot saves it (camelCase, every block), is a valid pixbot config."""
+    schema = pytest.importorskip("nanobot.config.schema")
+    raw = schema.Config().model_dump(mode="json", by_alias=True)
+    raw["tools"]["imageGeneration"].update({"enabled": True, "provider": "custom", "model": "flux-dev"})
+    raw["providers"]["custom"].update({"apiBase": "https://images.example/v1"})
+    config = load_config(write(tmp_path, raw), env_file=None)
+    assert (config.image.provider, config.image.model) == ("custom", "flux-dev")
+    assert config.provider("custom").api_base == "https://images.example/v1"
+    assert config.image.default_image_size == raw["tools"]["imageGeneration"]["defaultImageSize"]
