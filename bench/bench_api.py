@@ -16,7 +16,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -44,7 +46,7 @@ GOAL_RATIO = 0.8
 _START_S = 60.0
 
 
-async def _drive(url: str, headers: dict[str, str], body_for: object) -> float:
+async def _drive(url: str, headers: dict[str, str], body_for: Callable[[int], dict[str, Any]]) -> float:
     """Send REQUESTS requests, IN_FLIGHT at a time; return images per second."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(REQUESTS):
@@ -55,11 +57,11 @@ async def _drive(url: str, headers: dict[str, str], body_for: object) -> float:
         async def worker() -> None:
             while not queue.empty():
                 index = queue.get_nowait()
-                response = await client.post(url, json=body_for(index), headers=headers)  # type: ignore[operator]
+                response = await client.post(url, json=body_for(index), headers=headers)
                 if response.status_code != 200 or not response.json()["data"][0].get("b64_json"):
                     raise BenchError(f"{url} answered {response.status_code}: {response.text[:300]}")
 
-        await client.post(url, json=body_for(-1), headers=headers)  # type: ignore[operator]  # warm-up
+        await client.post(url, json=body_for(-1), headers=headers)  # warm-up
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
         return REQUESTS / (time.perf_counter() - started)
@@ -119,7 +121,7 @@ def run() -> list[Row]:
     table = []
     for latency in LATENCIES_MS:
         progress(f"api: {REQUESTS} requests, {IN_FLIGHT} in flight, provider latency {latency} ms")
-        with scratch_dir("pixbot-bench-api-") as tmp:
+        with scratch_dir("api") as tmp:
             through, direct = asyncio.run(_measure(latency, Path(tmp)))
         ratio = through / direct
         table.append([f"{latency} ms", f"{through:.1f}", f"{direct:.1f}", f"{ratio:.2f}"])

@@ -18,6 +18,7 @@ from typing import Any
 from core.artifacts import ArtifactStore
 from core.config import AppConfig
 from core.db import Database
+from core.errors import PixbotError
 from core.jobs import JobLedger
 from core.net import ImageDownloader, create_client
 from core.provider import ImageProvider
@@ -153,7 +154,20 @@ async def run_front_ends(config: AppConfig, front_ends: dict[str, FrontEnd],
                 for name, start in front_ends.items():
                     log.info("starting %s front-end", name)
                     group.create_task(start(config, service, stop), name=f"front-end:{name}")
+    except BaseExceptionGroup as failed:
+        # A front-end that cannot run (a rejected token, a port in use) stops them all. Raise its own error,
+        # so the command line prints its one ``error:`` line instead of a task-group traceback.
+        first, *others = _leaves(failed)
+        for other in others:
+            log.error("front-end failed: %s", other, exc_info=None if isinstance(other, PixbotError) else other)
+        raise first from None
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions inside a (possibly nested) exception group, in order."""
+    return [leaf for error in group.exceptions
+            for leaf in (_leaves(error) if isinstance(error, BaseExceptionGroup) else [error])]

@@ -13,10 +13,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.artifacts import is_artifact_id
-from core.config import AppConfig
+from core.config import ApiConfig, AppConfig
 from core.config_file import load_config
-from core.errors import BadImage, ConfigError, InvalidRequest, PixbotError, Unsupported
+from core.errors import BadImage, InvalidRequest, PixbotError, Unsupported
 from core.models import ChatRef, ImageRequest, JobResult, Mode, Reference
 
 __all__ = ["main"]
@@ -78,10 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"run": _run, "generate": _generate, "serve": _serve, "doctor": _doctor,
                    "history": _history}[args.command]
         return asyncio.run(handler(config, args))
-    except (_UsageError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except PixbotError as exc:  # start-up failures, e.g. a state database from a newer pixbot
+    except (_UsageError, PixbotError) as exc:  # also start-up failures, e.g. a database from a newer pixbot
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -104,11 +103,13 @@ async def _serve(config: AppConfig, args: argparse.Namespace) -> int:
     from bots.app import run_front_ends
     from bots.http_api import run_api
 
-    api = config.bots.api.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port)) if v})
+    # ``is not None``: ``--port 0`` (any free port) is an override too.
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
-        api = type(api).model_validate(api.model_dump())
-    except ValueError as exc:
-        raise _UsageError(str(exc).splitlines()[-1]) from None
+        api = ApiConfig.model_validate({**config.bots.api.model_dump(), **overrides})
+    except ValidationError as exc:
+        message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        raise _UsageError(f"bots.api: {message}") from None
     config = config.model_copy(update={"bots": config.bots.model_copy(update={"api": api})})
     await run_front_ends(config, {"api": run_api})
     return 0
@@ -156,7 +157,7 @@ def _print_result(result: JobResult, as_json: bool) -> None:
             print(f"{artifact.id}  {artifact.width}x{artifact.height}  {artifact.path}")
         if result.edited:
             print(f"note: edited {', '.join(result.edited)}", file=sys.stderr)
-        for note in result.report.ignored.values():
+        for note in (*result.report.ignored.values(), *result.report.notes):  # e.g. "fell back to …"
             print(f"note: {note}", file=sys.stderr)
     for error in result.errors:
         print(f"error: image {error.slot + 1}: {error.category}: {error.message}", file=sys.stderr)

@@ -79,7 +79,11 @@ async def run_api(config: AppConfig, service: ImageService, stop: asyncio.Event)
     await runner.setup()
     try:
         site = web.TCPSite(runner, api.host, api.port, shutdown_timeout=5.0)
-        await site.start()
+        try:
+            await site.start()
+        except (OSError, OverflowError) as exc:  # in use, not an address of this machine, port out of range
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError(f"cannot listen on {api.host}:{api.port} (bots.api.host and port): {reason}") from None
         for address in runner.addresses:
             host, port = address[0], address[1]
             shown = f"[{host}]" if ":" in host else host

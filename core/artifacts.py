@@ -240,6 +240,9 @@ class ArtifactStore:
             return resolved.read_bytes()
         except FileNotFoundError as exc:
             raise InvalidRequest("That image is no longer stored.", detail=str(path)) from exc
+        except OSError as exc:
+            raise InternalError("The stored image could not be read. It has been logged; please try again.",
+                                detail=f"{path}: {type(exc).__name__}: {exc}") from exc
 
     def _recent(self, limit: int, chat: str | None) -> list[Artifact]:
         found: list[Artifact] = []

@@ -97,16 +97,20 @@ def _apply_env_fallbacks(raw: dict[str, Any]) -> None:
     for name, env_names in PROVIDER_KEY_ENV.items():
         key = _find_key(providers, name)
         block = providers.get(key) if key else None
-        if isinstance(block, dict) and (block.get("apiKey") or block.get("api_key")):
+        if block is not None and not isinstance(block, dict):
+            continue  # validation names the malformed block
+        if block and (block.get("apiKey") or block.get("api_key")):
             continue
         value = next((os.environ[e] for e in env_names if os.environ.get(e)), None)
         base = os.environ.get(PROVIDER_BASE_ENV.get(name, ""), "")
         if value or base:
-            target = providers.setdefault(key or name, {}) if block is None else block
-            if value:
-                target.setdefault("apiKey", value)
-            if base and not (target.get("apiBase") or target.get("api_base")):
-                target["apiBase"] = base
+            if block is None:  # no block, or an explicit ``"openrouter": null``
+                block = providers[key or name] = {}
+            if value:  # the block's key is absent, null or "" (nanobot saves null): the env fills it
+                block.pop("api_key", None)
+                block["apiKey"] = value
+            if base and not (block.get("apiBase") or block.get("api_base")):
+                block["apiBase"] = base
     bots = raw.setdefault("bots", {})
     if not isinstance(bots, dict):
         return

@@ -86,13 +86,17 @@ class ReferenceResolver:
         return resolved
 
     def _read(self, path: Path) -> bytes:
-        size = path.stat().st_size
-        if size > self.max_bytes:
-            raise BadImage(f"That image is too large: {size / 1_048_576:.1f} MB; the limit is "
-                           f"{self.max_bytes / 1_048_576:.0f} MB.")
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as handle:
-            data = handle.read(self.max_bytes + 1)
+        try:
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                raise BadImage(f"That image is too large: {size / 1_048_576:.1f} MB; the limit is "
+                               f"{self.max_bytes / 1_048_576:.0f} MB.")
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as handle:
+                data = handle.read(self.max_bytes + 1)
+        except OSError as exc:  # unreadable (permissions), or removed or replaced since the check
+            raise InvalidRequest(f"Reference image cannot be read: {path.name} ({type(exc).__name__})",
+                                 detail=f"{path}: {exc}") from None
         if len(data) > self.max_bytes:
             raise BadImage(f"That image is too large; the limit is {self.max_bytes / 1_048_576:.0f} MB.")
         return data

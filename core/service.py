@@ -10,7 +10,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from core.artifacts import ArtifactStore
 from core.capabilities import Plan, Wanted, plan_for, validate_count, validate_prompt, validate_ratio, validate_size
@@ -149,8 +149,10 @@ class ImageService:
         image_cfg, limits = self.config.image, self.config.limits
         prompt = validate_prompt(request.prompt, limits.max_prompt_chars)
         settings = await self.state.settings(request.chat.key)
-        # ``count=0`` is a request for zero images (refused), not "the default".
-        wanted_count = request.count if request.count is not None else (settings.count or 1)
+        # ``count=0`` is a request for zero images (refused), not "the default". A chat's stored default
+        # is capped at today's limit: the operator may have lowered maxImagesPerTurn since it was set.
+        wanted_count = (request.count if request.count is not None
+                        else min(settings.count or 1, image_cfg.max_images_per_turn))
         count = validate_count(wanted_count, image_cfg.max_images_per_turn)
         chat_ratio = request.aspect_ratio or settings.aspect_ratio
         ratio = validate_ratio(chat_ratio) if chat_ratio else (image_cfg.default_aspect_ratio or None)
@@ -362,8 +364,7 @@ def _log_retry(job_id: str, slot: int) -> Callable[[PixbotError, int, float], No
 
 def _quota_message(limit: int) -> str:
     now = datetime.now(UTC)
-    reset = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    hours, rest = divmod(int((reset - now).total_seconds()), 3600)
+    hours, rest = divmod(int((ChatState.quota_resets_at(now) - now).total_seconds()), 3600)
     return (f"You have used your {limit} images for today. The quota resets at midnight UTC "
             f"(in {hours} h {rest // 60} min).")
 

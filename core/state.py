@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
+from core.capabilities import validate_ratio
 from core.db import SCHEMA_VERSION, Database, open_database, utc_timestamp
 from core.errors import InvalidRequest
 from core.models import Artifact
@@ -25,7 +25,6 @@ __all__ = [
 ]
 
 DELIVERY_STYLES: Final = ("photo", "document", "both")
-_RATIO = re.compile(r"[1-9]\d{0,2}:[1-9]\d{0,2}")
 
 
 def _utc_today() -> date:
@@ -59,9 +58,10 @@ def _check_setting(name: str, value: object) -> object:
     if value is None:
         return None
     if name == "aspect_ratio":
-        if not isinstance(value, str) or not _RATIO.fullmatch(value.strip()):
+        # The same rule submit applies, so a stored default can never make every later request fail.
+        if not isinstance(value, str):
             raise InvalidRequest("The aspect ratio must look like 16:9.", detail=f"aspect_ratio={value!r}")
-        return value.strip()
+        return validate_ratio(value)
     if name == "count":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidRequest("The image count must be a whole number of at least 1.",

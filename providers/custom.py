@@ -56,13 +56,6 @@ class CustomProvider(HttpProvider):
         body.update(self.extra_body)
         return body
 
-    def _headers(self, *, json_body: bool) -> dict[str, str]:
-        headers: dict[str, str] = {"Content-Type": "application/json"} if json_body else {}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        headers.update(self.config.extra_headers)
-        return headers
-
     async def generate(self, request: ProviderRequest) -> ProviderResult:
         if not self.base_url:
             raise ConfigError(
@@ -72,10 +65,9 @@ class CustomProvider(HttpProvider):
             data = await self.send(
                 "POST", f"{self.base_url}/images/edits", data=form_fields(body, self.name),
                 files=edit_files(request.references),
-                headers=multipart_headers(self._headers(json_body=False)),
+                headers=multipart_headers(self.headers(json_body=False)),
             )
         else:
-            data = await self.post_json(
-                f"{self.base_url}/images/generations", body, self._headers(json_body=True))
+            data = await self.post_json(f"{self.base_url}/images/generations", body)
         payload = self.require_mapping(data)
         return self.result(await openai_images(self, payload), payload)

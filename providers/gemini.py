@@ -91,8 +91,7 @@ class GeminiProvider(HttpProvider):
 
     def gemini_headers(self) -> dict[str, str]:
         """The key travels in ``x-goog-api-key`` (never ``?key=``, which httpx would log)."""
-        return {"x-goog-api-key": self.api_key or "", "Content-Type": "application/json",
-                **self.config.extra_headers}
+        return {"x-goog-api-key": self.api_key or "", **self.headers(bearer=False)}
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
         if not self.api_key:

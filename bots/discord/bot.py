@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bots.discord.answers import InteractionAnswer
 from bots.discord.buttons import ResultButton
 from bots.discord.commands import ImageCommands
 from bots.discord.context import Context, context_of
@@ -31,13 +32,7 @@ class GatedTree(app_commands.CommandTree[discord.Client]):
         log.error("command %s failed", interaction.command and interaction.command.qualified_name,
                   exc_info=cause)
         text = str(cause) if isinstance(cause, PixbotError) else PixbotError.default_message
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException as exc:
-            log.warning("could not report a failed command: %s", exc)
+        await InteractionAnswer(interaction).refuse(text)  # ephemeral first response, or edits the defer
 
 
 class PixbotBot(commands.Bot):

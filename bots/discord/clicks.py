@@ -10,7 +10,7 @@ import discord
 from bots.discord.answers import InteractionAnswer
 from bots.discord.context import Click, context_of
 from bots.discord.delivery import send_original
-from bots.discord.flow import run_job
+from bots.discord.flow import DISCORD_FAILED, run_job
 from bots.discord.modals import PromptModal
 from bots.discord.targets import again_request, edit_of_artifact
 from core.errors import PixbotError
@@ -26,6 +26,7 @@ async def handle_click(interaction: discord.Interaction, click: Click) -> None:
         await _run(interaction, click)
     except discord.HTTPException as exc:
         log.warning("button %s %s: Discord refused a call: %s", click.action, click.artifact_id, exc)
+        await InteractionAnswer(interaction).refuse(DISCORD_FAILED)  # not a "thinking…" left hanging
     except Exception:
         log.exception("button %s %s failed", click.action, click.artifact_id)
         await InteractionAnswer(interaction).refuse(PixbotError.default_message)

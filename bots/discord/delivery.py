@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import PurePath
 
 import discord
@@ -33,6 +33,8 @@ _COLOUR = discord.Colour.blurple()
 _UPLOAD_FAILED = ("The images were made, but Discord did not accept the upload. They are kept: try /history, "
                   "or ask again.")
 _RESTART_LEAD = "here is what you asked for before the bot restarted."
+#: Builds the result message for an upload limit (so a refused upload can be rebuilt smaller).
+_Compose = Callable[[int], Awaitable[Outgoing]]
 
 
 async def deliver(ctx: Context, answer: Answer, result: JobResult) -> None:
@@ -40,9 +42,13 @@ async def deliver(ctx: Context, answer: Answer, result: JobResult) -> None:
     if not result.artifacts:
         await answer.refuse(failure_text(result.errors, result.requested))
         return
+
+    async def compose(limit: int) -> Outgoing:
+        return await build_message(ctx, result.artifacts, limit, errors=result.errors, requested=result.requested,
+                                   edited=result.edited)
+
     try:
-        out = await build_message(ctx, result.artifacts, answer.filesize_limit, errors=result.errors,
-                                  requested=result.requested, edited=result.edited)
+        out = await compose(answer.filesize_limit)
     except PixbotError as exc:
         await answer.refuse(str(exc))
         return
@@ -50,7 +56,7 @@ async def deliver(ctx: Context, answer: Answer, result: JobResult) -> None:
         message = await answer.send(out)
     except discord.HTTPException as exc:
         log.warning("job %s: Discord refused the result message: %s", result.job_id, exc)
-        retried = await _send_again(ctx, answer, result, exc)
+        retried = await _send_again(answer, compose, result.job_id, exc)
         if retried is None:
             await answer.refuse(_UPLOAD_FAILED)
             return
@@ -60,7 +66,7 @@ async def deliver(ctx: Context, answer: Answer, result: JobResult) -> None:
     log.info("job %s delivered as message %s", result.job_id, message.id)
 
 
-async def _send_again(ctx: Context, answer: Answer, result: JobResult,
+async def _send_again(answer: Answer, compose: _Compose, job_id: str,
                       refused: discord.HTTPException) -> discord.Message | None:
     """One more try after Discord refused the result: smaller files after a 413 (its limit was lower
     than we were told), the channel itself when the interaction token has expired (401/404), the same
@@ -76,13 +82,11 @@ async def _send_again(ctx: Context, answer: Answer, result: JobResult,
     if target is None:
         return None
     try:
-        out = await build_message(ctx, result.artifacts, limit, errors=result.errors, requested=result.requested,
-                                  edited=result.edited)
-        message = await target.send(out)
+        message = await target.send(await compose(limit))
     except (PixbotError, discord.HTTPException) as exc:
-        log.warning("job %s: second delivery attempt failed too: %s", result.job_id, exc)
+        log.warning("job %s: second delivery attempt failed too: %s", job_id, exc)
         return None
-    log.info("job %s delivered on the second attempt (%s)", result.job_id, refused.status)
+    log.info("job %s delivered on the second attempt (%s)", job_id, refused.status)
     return message
 
 
@@ -102,19 +106,25 @@ async def deliver_pending(client: discord.Client, ctx: Context, record: JobRecor
     guild = getattr(channel, "guild", None)
     limit = guild.filesize_limit if isinstance(guild, discord.Guild) else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
     answer = ChannelAnswer(channel, channel_id, user_id, record.origin.get("reply_to"), limit)
+
+    async def compose(size_limit: int) -> Outgoing:
+        return await build_message(ctx, artifacts, size_limit, lead=_RESTART_LEAD, requested=record.requested)
+
     try:
-        out = await build_message(ctx, artifacts, limit, lead=_RESTART_LEAD, requested=record.requested)
-        message = await answer.send(out)
+        message = await answer.send(await compose(limit))
     except PixbotError as exc:
         await answer.refuse(str(exc))
         await _give_up(ctx, record, exc.category)
         return
     except discord.HTTPException as exc:
-        if exc.status >= 500:
+        retried = await _send_again(answer, compose, record.id, exc)
+        if retried is None and exc.status >= 500:
             log.warning("job %s: delivery after restart failed, kept for the next start: %s", record.id, exc)
             return
-        await _give_up(ctx, record, f"Discord refused the message: {exc}")
-        return
+        if retried is None:
+            await _give_up(ctx, record, f"Discord refused the message: {exc}")
+            return
+        message = retried
     await ctx.service.mark_delivered(record.id, record.chat_key, [(str(message.id), artifacts[0].id)])
     log.info("job %s delivered after a restart as message %s", record.id, message.id)
 

@@ -15,13 +15,13 @@ from core.errors import PixbotError
 from core.models import ImageRequest
 from core.service import Progress, ProgressCallback
 
-__all__ = ["Build", "ready", "run_job"]
+__all__ = ["DISCORD_FAILED", "Build", "ready", "run_job"]
 
 log = logging.getLogger(__name__)
 
 #: Builds the request; may download references, and raise PixbotError to refuse.
 Build = Callable[[], Awaitable[ImageRequest]]
-_DISCORD_FAILED = "Discord did not accept the bot's answer. Please try again."
+DISCORD_FAILED = "Discord did not accept the bot's answer. Please try again."
 
 
 def ready(request: ImageRequest) -> Build:
@@ -44,7 +44,7 @@ async def run_job(ctx: Context, answer: Answer, build: Build) -> None:
             return
         except discord.HTTPException as exc:
             log.warning("discord gesture: Discord refused a call: %s", exc)
-            await answer.refuse(_DISCORD_FAILED)
+            await answer.refuse(DISCORD_FAILED)
             return
         except Exception:
             log.exception("discord gesture failed")

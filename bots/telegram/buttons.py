@@ -11,7 +11,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, ForceReply, Inaccess
 from aiogram.utils.formatting import Text, TextMention
 
 from bots.telegram.context import TelegramContext
-from bots.telegram.delivery import Destination
+from bots.telegram.delivery import Destination, original_filename
 from bots.telegram.keyboards import Again, EditImage, Original, Reratio, decode_ratio
 from bots.telegram.pipeline import run_job
 from bots.telegram.requests import chat_of, repeat
@@ -87,8 +87,7 @@ async def original(query: CallbackQuery, callback_data: Original, bot: Bot, serv
         raise InvalidRequest(f"The original is {artifact.bytes / 1_048_576:.0f} MB; Telegram takes files up to "
                              f"{tg.document_limit / 1_048_576:.0f} MB from bots.")
     data = await service.store.read(artifact)
-    name = artifact.id + (artifact.path[artifact.path.rfind("."):] if "." in artifact.path else ".png")
-    sent = await bot.send_document(document=BufferedInputFile(data, filename=name),
+    sent = await bot.send_document(document=BufferedInputFile(data, filename=original_filename(artifact)),
                                    caption=f"{artifact.id} · {artifact.width}×{artifact.height} · original file",
                                    **Destination(message.chat.id, message.message_id, _thread(message)).kwargs())
     await service.state.map_messages(chat_of(message).key, [(str(sent.message_id), artifact.id)])

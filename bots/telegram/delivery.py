@@ -37,7 +37,7 @@ from core.images import (
 from core.models import Artifact, JobResult
 from core.service import ImageService
 
-__all__ = ["Destination", "Outcome", "deliver", "deliver_result", "delivery_style", "send_text"]
+__all__ = ["Destination", "Outcome", "deliver", "deliver_result", "delivery_style", "original_filename", "send_text"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class _Item:
 
     @property
     def filename(self) -> str:
-        return self.artifact.id + (Path(self.artifact.path).suffix or ".png")
+        return original_filename(self.artifact)
 
 
 @dataclass(slots=True)
@@ -96,6 +96,11 @@ class Outcome:
 
     def add(self, message: Message, item: _Item) -> None:
         self.shown.append((str(message.message_id), item.artifact.id))
+
+
+def original_filename(artifact: Artifact) -> str:
+    """The name an original goes out under: its id and its stored file's extension."""
+    return artifact.id + (Path(artifact.path).suffix or ".png")
 
 
 async def delivery_style(service: ImageService, tg: TelegramContext, chat_key: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Document, Message
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+_NOT_HANDED_OVER = "Telegram would not hand over that image. Send it again."
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +85,18 @@ async def download(bot: Bot, file: ImageFile, limit: int) -> Reference:
     except TelegramBadRequest as exc:
         if "too big" in exc.message.lower():
             raise _too_big(file.size or limit + 1, limit) from exc
-        raise BadImage("Telegram would not hand over that image. Send it again.", detail=exc.message) from exc
+        raise BadImage(_NOT_HANDED_OVER, detail=exc.message) from exc
     if remote.file_size is not None and remote.file_size > limit:
         raise _too_big(remote.file_size, limit)
     if not remote.file_path:
-        raise BadImage("Telegram would not hand over that image. Send it again.", detail="no file_path")
+        raise BadImage(_NOT_HANDED_OVER, detail="no file_path")
     buffer = io.BytesIO()
-    await bot.download_file(remote.file_path, destination=buffer)
+    try:
+        await bot.download_file(remote.file_path, destination=buffer)
+    except (aiohttp.ClientError, TimeoutError) as exc:  # aiogram streams files with plain aiohttp
+        # Not str(exc): it can hold the file URL, which carries the bot token.
+        status = getattr(exc, "status", None)
+        raise BadImage(_NOT_HANDED_OVER, detail=f"file download failed: {type(exc).__name__} {status or ''}") from None
     data = buffer.getvalue()
     if len(data) > limit:
         raise _too_big(len(data), limit)

@@ -64,6 +64,8 @@ async def repeat(service: ImageService, bot: Bot, artifact_id: str, message: Mes
         origin["refs"] = specs
     if isinstance(old_origin.get("target"), str):
         origin["target"] = old_origin["target"]
+    elif artifact.parent_id:  # the service picked the chat's last image then; it may not be the last one now
+        origin["target"] = f"the same image as before ({artifact.parent_id})"
     return ImageRequest(
         prompt=str(summary.get("prompt") or artifact.prompt), chat=chat_of(message, user),
         references=references, aspect_ratio=ratio or summary.get("aspect_ratio"), size=summary.get("size"),

@@ -13,7 +13,14 @@ from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.types import BotCommand, User
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
@@ -98,7 +105,7 @@ async def run_telegram(config: AppConfig, service: ImageService, stop: asyncio.E
 
 
 async def _login(bot: Bot, stop: asyncio.Event) -> User | None:
-    """getMe, retried while the network is down; a rejected token is a configuration error."""
+    """getMe, retried while the network or the Bot API is down; a rejected token is a configuration error."""
     delay = 1.0
     while not stop.is_set():
         try:
@@ -108,7 +115,7 @@ async def _login(bot: Bot, stop: asyncio.Event) -> User | None:
         except TelegramUnauthorizedError:
             raise ConfigError("Telegram rejected bots.telegram.token (401 Unauthorized). Check the token "
                               "from @BotFather.") from None
-        except TelegramNetworkError as exc:
+        except (TelegramNetworkError, TelegramServerError) as exc:
             log.warning("telegram: cannot reach the Bot API (%s); retrying in %.0f s", exc, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
@@ -159,6 +166,14 @@ async def _start_webhook(bot: Bot, dp: Dispatcher, tg: TelegramContext) -> tuple
         await site.start()
         await bot.set_webhook(settings.webhook_url, secret_token=secret, drop_pending_updates=False,
                               allowed_updates=dp.resolve_used_update_types())
+    except OSError as exc:  # the port is taken, or the host is not this machine's
+        await runner.cleanup()
+        raise ConfigError(f"The Telegram webhook cannot listen on {settings.listen_host}:{settings.listen_port} "
+                          f"(bots.telegram.listenHost/listenPort): {exc.strerror or exc}.") from None
+    except TelegramBadRequest as exc:
+        await runner.cleanup()
+        raise ConfigError(f"Telegram refused the webhook (bots.telegram.webhookUrl, webhookSecret): "
+                          f"{exc.message}") from None
     except BaseException:
         await runner.cleanup()
         raise

@@ -30,6 +30,7 @@ __all__ = [
     "Part",
     "assert_no_secret",
     "b64",
+    "header_order",
     "json_body",
     "multipart_parts",
 ]
@@ -100,6 +101,12 @@ def b64(data: bytes) -> str:
 
 def json_body(request: httpx.Request) -> Any:
     return json.loads(request.content)
+
+
+def header_order(request: httpx.Request, *names: str) -> list[str]:
+    """The lower-cased names among ``names`` in the order the request carries them."""
+    wanted = {n.lower() for n in names}
+    return [k.lower() for k in request.headers if k.lower() in wanted]
 
 
 @dataclass(frozen=True)

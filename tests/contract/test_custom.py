@@ -135,11 +135,12 @@ async def test_extra_headers_can_override_both_defaults(make_provider, provider_
         CustomProvider,
         api_key=SECRET,
         api_base=BASE,
-        extra_headers={"Authorization": "Token other", "Content-Type": "application/json"},
+        extra_headers={"Authorization": "Token other", "Content-Type": "application/json; charset=utf-8"},
     )
     route = respx_mock.post(GENERATIONS).mock(return_value=ok(png_bytes()))
     await provider.generate(provider_request())
     assert route.calls.last.request.headers["Authorization"] == "Token other"
+    assert route.calls.last.request.headers.get_list("Content-Type") == ["application/json; charset=utf-8"]
 
 
 async def test_references_post_multipart_edits(

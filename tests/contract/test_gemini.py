@@ -18,7 +18,15 @@ from core.errors import (
 )
 from core.provider import ReferenceImage
 from providers.gemini import IMAGEN_RATIOS, GeminiProvider, flash_max_references, flash_ratios, flash_sizes
-from tests.contract.shared import HTTP_ERRORS, SECRET, TRANSPORT_ERRORS, assert_no_secret, b64, json_body
+from tests.contract.shared import (
+    HTTP_ERRORS,
+    SECRET,
+    TRANSPORT_ERRORS,
+    assert_no_secret,
+    b64,
+    header_order,
+    json_body,
+)
 from tests.images import jpeg_bytes, png_bytes
 
 BASE = "https://generativelanguage.googleapis.com/v1beta"
@@ -44,11 +52,6 @@ def flash_ok(*images: bytes, text: str | None = None) -> httpx.Response:
 def imagen_ok(*images: bytes) -> httpx.Response:
     return httpx.Response(200, json={"predictions": [{"bytesBase64Encoded": b64(i), "mimeType": "image/png"}
                                                      for i in images]})
-
-
-def header_order(request: httpx.Request, *names: str) -> list[str]:
-    wanted = {n.lower() for n in names}
-    return [k for k in request.headers if k.lower() in wanted]
 
 
 def refs(n: int) -> tuple[ReferenceImage, ...]:

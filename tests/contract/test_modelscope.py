@@ -18,7 +18,15 @@ from core.errors import (
 )
 from core.provider import ReferenceImage
 from providers.modelscope import MODELSCOPE_SIZES, ModelScopeProvider
-from tests.contract.shared import HTTP_ERRORS, SECRET, TRANSPORT_ERRORS, assert_no_secret, b64, json_body
+from tests.contract.shared import (
+    HTTP_ERRORS,
+    SECRET,
+    TRANSPORT_ERRORS,
+    assert_no_secret,
+    b64,
+    header_order,
+    json_body,
+)
 from tests.images import jpeg_bytes, png_bytes
 
 BASE = "https://api-inference.modelscope.cn/v1"
@@ -74,11 +82,6 @@ def status(value: str, **fields) -> httpx.Response:
 
 def succeed(*outputs: str) -> httpx.Response:
     return status("SUCCEED", output_images=list(outputs))
-
-
-def header_order(request: httpx.Request, *names: str) -> list[str]:
-    wanted = {n.lower() for n in names}
-    return [k.lower() for k in request.headers if k.lower() in wanted]
 
 
 async def test_submit_then_poll_wire_format(build, provider_request, respx_mock):

@@ -7,7 +7,15 @@ import pytest
 
 from core.errors import BadImage, InvalidRequest, ProviderUnavailable, Unsupported
 from providers.ollama import OllamaProvider, ollama_dimensions
-from tests.contract.shared import HTTP_ERRORS, SECRET, TRANSPORT_ERRORS, assert_no_secret, b64, json_body
+from tests.contract.shared import (
+    HTTP_ERRORS,
+    SECRET,
+    TRANSPORT_ERRORS,
+    assert_no_secret,
+    b64,
+    header_order,
+    json_body,
+)
 from tests.images import jpeg_bytes, png_bytes
 
 GENERATE = "http://localhost:11434/api/generate"
@@ -21,11 +29,6 @@ def ollama(make_provider):
 
 def ok(**fields) -> httpx.Response:
     return httpx.Response(200, json={"model": MODEL, "done": True, **fields})
-
-
-def header_order(request: httpx.Request, *names: str) -> list[str]:
-    wanted = {n.lower() for n in names}
-    return [k.lower() for k in request.headers if k.lower() in wanted]
 
 
 async def test_request_without_key_has_no_authorization(ollama, provider_request, respx_mock):

@@ -7,7 +7,15 @@ import pytest
 
 from core.errors import BadImage, ConfigError, ProviderUnavailable, QuotaExceeded, RateLimited, Unsupported
 from providers.stepfun import STEPFUN_SIZES, StepFunProvider
-from tests.contract.shared import HTTP_ERRORS, SECRET, TRANSPORT_ERRORS, assert_no_secret, b64, json_body
+from tests.contract.shared import (
+    HTTP_ERRORS,
+    SECRET,
+    TRANSPORT_ERRORS,
+    assert_no_secret,
+    b64,
+    header_order,
+    json_body,
+)
 from tests.images import jpeg_bytes, png_bytes
 
 BASE = "https://api.stepfun.com/v1"
@@ -24,11 +32,6 @@ def stepfun(make_provider):
 def ok(*images: bytes) -> httpx.Response:
     return httpx.Response(200, json={"created": 1, "data": [{"b64_json": b64(i), "finish_reason": "success"}
                                                             for i in images]})
-
-
-def header_order(request: httpx.Request, *names: str) -> list[str]:
-    wanted = {n.lower() for n in names}
-    return [k.lower() for k in request.headers if k.lower() in wanted]
 
 
 async def test_request_shape(stepfun, provider_request, respx_mock):

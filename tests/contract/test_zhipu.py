@@ -17,7 +17,15 @@ from core.errors import (
     Unsupported,
 )
 from providers.zhipu import ZHIPU_SIZES, ZhipuProvider
-from tests.contract.shared import HTTP_ERRORS, SECRET, TRANSPORT_ERRORS, assert_no_secret, b64, json_body
+from tests.contract.shared import (
+    HTTP_ERRORS,
+    SECRET,
+    TRANSPORT_ERRORS,
+    assert_no_secret,
+    b64,
+    header_order,
+    json_body,
+)
 from tests.images import jpeg_bytes, png_bytes
 
 BASE = "https://open.bigmodel.cn/api/paas/v4"
@@ -33,11 +41,6 @@ def zhipu(make_provider):
 
 def ok(*urls: str) -> httpx.Response:
     return httpx.Response(200, json={"created": 1, "data": [{"url": u} for u in urls]})
-
-
-def header_order(request: httpx.Request, *names: str) -> list[str]:
-    wanted = {n.lower() for n in names}
-    return [k.lower() for k in request.headers if k.lower() in wanted]
 
 
 async def test_request_shape_and_url_download(zhipu, provider_request, respx_mock):

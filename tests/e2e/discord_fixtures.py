@@ -5,7 +5,6 @@ on any error logged by discord.py or the front-end."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,6 +46,5 @@ async def harness(tmp_path: Path, fake: FakeDiscord, provider: FakeProvider,
     try:
         yield h
     finally:
-        with contextlib.suppress(Exception):
-            await h.stop()
+        await h.stop()  # a shutdown that fails or hangs fails the test
     assert_no_error_logs(caplog, "discord", "bots.discord")

@@ -79,6 +79,7 @@ class DiscordHarness:
         await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             connected.cancel()
+            self._task = None  # already ended: stop() must not raise its exception again
             await task  # raises what stopped it
             raise AssertionError("run_discord returned before connecting")
         await connected

@@ -40,4 +40,4 @@ async def tg(tmp_path: Path, tg_server: FakeTelegramServer, tg_provider: FakePro
     finally:
         tg_provider.release()  # a test that held requests must not stall the shutdown
         await harness.close()
-    assert_no_error_logs(caplog, "aiogram", "bots.telegram")
+    assert_no_error_logs(caplog, "aiogram", "bots", "core", "providers", "aiohttp", "asyncio", "tests.fakes")

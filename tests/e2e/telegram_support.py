@@ -19,7 +19,7 @@ from core.service import ImageService
 from tests.fakes.fake_provider import FakeProvider
 from tests.fakes.fake_telegram import Call, FakeTelegramServer, Upload
 
-__all__ = ["FAST", "TelegramHarness", "free_port", "upload_of"]
+__all__ = ["FAST", "TelegramHarness", "artifact_of", "free_port", "upload_of"]
 
 #: Short waits so the suite stays fast; status messages only where a test asks for them.
 FAST = TelegramOptions(album_window=0.25, status_after=60.0, status_edit_interval=0.05, polling_timeout=5,
@@ -38,6 +38,13 @@ def free_port() -> int:
 def upload_of(call: Call, field: str) -> Upload:
     """The file a sendPhoto/sendDocument call uploaded in ``field`` (``attach://<part>``)."""
     return call.uploads[str(call.params[field]).removeprefix("attach://")]
+
+
+def artifact_of(call: Call) -> str:
+    """The artifact behind a result message: its 📎 Original button names it."""
+    rows = call.params["reply_markup"]["inline_keyboard"]
+    data = next(b["callback_data"] for row in rows for b in row if b["callback_data"].startswith("orig:"))
+    return str(data).removeprefix("orig:")
 
 
 class TelegramHarness:
@@ -89,7 +96,9 @@ class TelegramHarness:
     async def _ready(self) -> None:
         assert self.config is not None
         if self.config.bots.telegram.mode == "webhook":
-            await self.server.wait_for("setWebhook")
+            # wait_for would also count a refused setWebhook, after which the bot is not running
+            await self.server.wait_until(lambda: any(c.ok for c in self.server.calls_of("setWebhook")),
+                                         what="the webhook to be set")
         else:
             await self.server.wait_until(lambda: self.server.polls_waiting >= 1, what="the bot's first long poll")
 

@@ -149,3 +149,21 @@ async def test_a_413_from_discord_is_answered_with_smaller_files(
     (attachment,) = result["attachments"]
     assert attachment["size"] <= 5 * MIB
     assert "to fit this server's 5 MiB upload limit" in result["content"]
+
+
+async def test_a_413_on_a_delivery_after_restart_is_answered_with_smaller_files(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    provider.image_bytes = 7_000_000
+    service = await harness.start()
+    chat = ChatRef("discord", fake.channel_id, fake.alice.id)
+    job = await service.submit(ImageRequest("static", chat, origin={"channel_id": fake.channel_id,
+                                                                    "user_id": fake.alice.id}))  # never sent
+    fake.fail_next("POST", r"/channels/\d+/messages$", 413, {"message": "Request entity too large", "code": 40005})
+    service = await harness.restart()
+    ((message_id, artifact_id),) = await harness.wait_delivered(timeout=30)
+    (attachment,) = fake.message(message_id)["attachments"]
+    assert artifact_id == job.artifacts[0].id and attachment["size"] <= 5 * MIB
+    assert "to fit this server's 5 MiB upload limit" in fake.message(message_id)["content"]
+    record = await service.jobs.get(job.job_id)
+    assert record is not None and record.status == "delivered"

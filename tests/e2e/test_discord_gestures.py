@@ -103,7 +103,8 @@ async def test_reply_mentioning_the_bot_edits_the_image_replied_to_and_is_rememb
     again = await fake.send_user_message(fake.alice, f"{fake.bot_user.mention} add stars", reply_to=reply)
     await _reply_to(fake, again)  # a reply to the reply edits the newer image
     assert [f.data for f in provider.requests_of("/images/edits")[1].files] == [await _stored_bytes(harness, new_id)]
-    assert await service.state.last_artifact(f"discord:{fake.channel_id}") != new_id
+    ((_, newest),) = await harness.wait_delivered(3)
+    assert newest != new_id and await service.state.last_artifact(f"discord:{fake.channel_id}") == newest
 
 
 async def test_reply_to_someone_elses_uncached_image_downloads_it(

@@ -33,7 +33,8 @@ async def test_allow_from_takes_numeric_ids(tg: TelegramHarness) -> None:
     await tg.server.wait_for("sendPhoto")
     await tg.server.push_text("/imagine a fox", user=BOB)
     (refusal,) = await tg.server.wait_for("sendMessage")
-    assert refusal.params["chat_id"] == BOB.id and len(tg.provider.requests) == 1
+    assert refusal.params["chat_id"] == BOB.id and refusal.params["text"] == REFUSAL
+    assert len(tg.provider.requests) == 1
 
 
 async def test_in_groups_the_bot_answers_commands_mentions_and_replies_to_itself_only(tg: TelegramHarness) -> None:

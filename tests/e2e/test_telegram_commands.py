@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 from bots.telegram import COMMANDS
 from bots.telegram.keyboards import Setting
-from tests.e2e.telegram_support import FAST, TelegramHarness, upload_of
+from tests.e2e.telegram_support import FAST, TelegramHarness, artifact_of, upload_of
 from tests.fakes.fake_telegram import ALICE, GROUP
 
 pytest_plugins = ["tests.e2e.telegram_fixtures"]
@@ -112,7 +111,7 @@ async def test_last_and_history_show_this_chats_images(tg: TelegramHarness) -> N
     (_, history) = await tg.server.wait_for("sendMessage", 2)
     await tg.stop()
 
-    artifact_id = json.dumps(made.params["reply_markup"]).split("again:")[1][:16]
+    artifact_id = artifact_of(made)
     assert "no image in this chat yet" in empty.params["text"]
     assert again.params["caption"] == f"{artifact_id}: a lighthouse"
     assert f"{artifact_id} · " in history.params["text"] and "a lighthouse" in history.params["text"]

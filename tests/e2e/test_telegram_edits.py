@@ -6,21 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bots.telegram.keyboards import EditImage
-from tests.e2e.telegram_support import TelegramHarness
-from tests.fakes.fake_telegram import ALICE, GROUP, Call
+from tests.e2e.telegram_support import TelegramHarness, artifact_of
+from tests.fakes.fake_telegram import ALICE, GROUP
 from tests.images import jpeg_bytes, png_bytes
 
 pytest_plugins = ["tests.e2e.telegram_fixtures"]
 
 _EDITS = "/images/edits"
-
-
-def _artifact_id(call: Call) -> str:
-    """The artifact behind a result: its 📎 Original button names it."""
-    rows = call.params["reply_markup"]["inline_keyboard"]
-    data = next(b["callback_data"] for row in rows for b in row if b["callback_data"].startswith("orig:"))
-    return str(data).removeprefix("orig:")
 
 
 async def test_reply_to_the_bots_image_edits_exactly_that_image(tg: TelegramHarness) -> None:
@@ -32,8 +27,8 @@ async def test_reply_to_the_bots_image_edits_exactly_that_image(tg: TelegramHarn
     await tg.server.push_text("make it grey", reply_to=first.result)  # not the last image: the first one
     (_, _, edited) = await tg.server.wait_for("sendPhoto", 3)
 
-    cat = await service.store.get(_artifact_id(first))
-    assert cat is not None and _artifact_id(second) != cat.id
+    cat = await service.store.get(artifact_of(first))
+    assert cat is not None and artifact_of(second) != cat.id
     (edit_request,) = tg.provider.requests_of(_EDITS)
     assert [f.data for f in edit_request.files] == [Path(cat.path).read_bytes()]
     assert edit_request.form_fields["prompt"] == "make it grey"
@@ -123,9 +118,9 @@ async def test_edit_command_without_a_reply_edits_the_chats_last_image(tg: Teleg
     (_, edited) = await tg.server.wait_for("sendPhoto", 2)
 
     assert "no image in this chat to edit yet" in nothing.params["text"]
-    village = _artifact_id(made)
+    village = artifact_of(made)
     assert edited.params["caption"] == f"make it night\n✏️ Edited the last image in this chat ({village})"
-    night = await service.store.get(_artifact_id(edited))
+    night = await service.store.get(artifact_of(edited))
     assert night is not None and night.parent_id == village
 
 
@@ -133,7 +128,7 @@ async def test_edit_button_asks_for_the_change_and_the_reply_edits_that_image(tg
     await tg.start()
     await tg.server.push_text("/imagine a boat")
     (made,) = await tg.server.wait_for("sendPhoto")
-    boat = _artifact_id(made)
+    boat = artifact_of(made)
     await tg.server.push_callback(made.result, EditImage(artifact_id=boat).pack())
     (prompt,) = await tg.server.wait_for("sendMessage")
     await tg.server.push_text("paint it red", reply_to=prompt.result)
@@ -161,3 +156,18 @@ async def test_a_file_that_is_not_an_image_is_refused_plainly(tg: TelegramHarnes
 
     assert refusal.params["text"].startswith("That file is not an image")
     assert tg.provider.requests == []
+
+
+async def test_a_failed_file_download_is_told_plainly_without_the_token_in_the_logs(
+    tg: TelegramHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    await tg.start()
+    user_file = await tg.server.push_document(jpeg_bytes(200, 100), "scan.jpg")
+    await tg.server.wait_for("sendMessage")  # the "add a caption" hint
+    del tg.server.files.by_path[tg.server.files.by_id[user_file["document"]["file_id"]].file_path]  # 404 now
+    await tg.server.push_text("sharpen it", reply_to=user_file)
+    (_, refusal) = await tg.server.wait_for("sendMessage", 2)
+
+    assert refusal.params["text"] == "Telegram would not hand over that image. Send it again."
+    assert len(tg.server.calls_of("getFile")) == 1 and tg.provider.requests == []
+    assert tg.server.token not in caplog.text

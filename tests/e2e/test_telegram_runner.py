@@ -4,25 +4,22 @@ jobs, and the buttons under results: 🔁 Again, 📐 ratios and 📎 Original, 
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bots.telegram.keyboards import Again, Original, Reratio
-from tests.e2e.telegram_support import FAST, TelegramHarness, free_port, upload_of
-from tests.fakes.fake_telegram import ALICE, Call
+from core.errors import ConfigError
+from tests.e2e.telegram_support import FAST, TelegramHarness, artifact_of, free_port, upload_of
+from tests.fakes.fake_telegram import ALICE
 from tests.images import png_bytes
 
 pytest_plugins = ["tests.e2e.telegram_fixtures"]
 
 SECRET = "pixbot-hook_secret"
-
-
-def _artifact_id(call: Call) -> str:
-    rows = call.params["reply_markup"]["inline_keyboard"]
-    data = next(b["callback_data"] for row in rows for b in row if b["callback_data"].startswith("orig:"))
-    return str(data).removeprefix("orig:")
 
 
 async def test_webhook_mode_takes_updates_with_the_secret_and_refuses_others(tg: TelegramHarness) -> None:
@@ -46,6 +43,25 @@ async def test_webhook_mode_takes_updates_with_the_secret_and_refuses_others(tg:
     assert delivery.status == 200 and photo.params["caption"] == "a kite"
     assert len(tg.provider.requests) == 1
     assert tg.server.calls_of("getUpdates") == []
+
+
+async def test_a_webhook_port_in_use_is_a_plain_configuration_error(tg: TelegramHarness) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        hook = {"mode": "webhook", "webhookUrl": f"http://127.0.0.1:{port}/hook", "listenPort": port}
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await tg.start(telegram=hook)
+    assert tg.server.calls_of("setWebhook") == []
+
+
+async def test_a_webhook_telegram_refuses_is_a_plain_configuration_error(tg: TelegramHarness) -> None:
+    port = free_port()
+    hook = {"mode": "webhook", "webhookUrl": f"http://127.0.0.1:{port}/hook", "listenPort": port,
+            "webhookSecret": "not allowed!"}
+    with pytest.raises(ConfigError, match=r"Telegram refused the webhook .*unallowed characters"):
+        await tg.start(telegram=hook)
 
 
 async def test_stop_lets_a_running_job_finish_and_deliver(tg: TelegramHarness) -> None:
@@ -79,7 +95,7 @@ async def test_again_and_ratio_buttons_make_new_images_from_stored_state(tg: Tel
     await tg.start()
     await tg.server.push_text("/imagine a red kite --ar 16:9")
     (made,) = await tg.server.wait_for("sendPhoto")
-    kite = _artifact_id(made)
+    kite = artifact_of(made)
     await tg.server.push_callback(made.result, Again(artifact_id=kite).pack())
     (_, again) = await tg.server.wait_for("sendPhoto", 2)
     await tg.server.push_callback(made.result, Reratio(artifact_id=kite, ratio="9x16").pack())
@@ -90,7 +106,7 @@ async def test_again_and_ratio_buttons_make_new_images_from_stored_state(tg: Tel
     prompts = {r.json["prompt"] for r in tg.provider.requests_of("/images/generations")}
     assert sizes == ["1536x1024", "1536x1024", "1024x1536"] and prompts == {"a red kite"}
     assert again.params["reply_parameters"]["message_id"] == made.result["message_id"]
-    assert _artifact_id(again) != kite and _artifact_id(tall) not in (kite, _artifact_id(again))
+    assert artifact_of(again) != kite and artifact_of(tall) not in (kite, artifact_of(again))
     answers = [c.params.get("text") for c in tg.server.calls_of("answerCallbackQuery")]
     assert answers == ["🔁 Again…", "📐 9:16…"]
 
@@ -99,7 +115,7 @@ async def test_again_on_an_edit_redoes_the_edit_from_the_users_file(tg: Telegram
     await tg.start()
     await tg.server.push_photo(png_bytes(120, 80), caption="make it gold")
     (made,) = await tg.server.wait_for("sendPhoto")
-    await tg.server.push_callback(made.result, Again(artifact_id=_artifact_id(made)).pack())
+    await tg.server.push_callback(made.result, Again(artifact_id=artifact_of(made)).pack())
     await tg.server.wait_for("sendPhoto", 2)
 
     first, second = tg.provider.requests_of("/images/edits")
@@ -107,11 +123,27 @@ async def test_again_on_an_edit_redoes_the_edit_from_the_users_file(tg: Telegram
     assert len(tg.server.calls_of("getFile")) == 2
 
 
+async def test_again_on_an_edit_of_the_last_image_redoes_that_image_and_says_so(tg: TelegramHarness) -> None:
+    await tg.start()
+    await tg.server.push_text("/imagine a village")
+    (village,) = await tg.server.wait_for("sendPhoto")
+    await tg.server.push_text("/edit make it night")
+    (_, night) = await tg.server.wait_for("sendPhoto", 2)
+    await tg.server.push_text("/imagine a castle")  # now the chat's last image
+    await tg.server.wait_for("sendPhoto", 3)
+    await tg.server.push_callback(night.result, Again(artifact_id=artifact_of(night)).pack())
+    (*_, again) = await tg.server.wait_for("sendPhoto", 4)
+
+    first, second = tg.provider.requests_of("/images/edits")
+    assert first.files[0].data == second.files[0].data  # the village both times
+    assert again.params["caption"] == f"make it night\n✏️ Edited the same image as before ({artifact_of(village)})"
+
+
 async def test_original_button_sends_the_untouched_file(tg: TelegramHarness) -> None:
     service = await tg.start()
     await tg.server.push_text("/imagine a stained glass window")
     (made,) = await tg.server.wait_for("sendPhoto")
-    artifact_id = _artifact_id(made)
+    artifact_id = artifact_of(made)
     await tg.server.push_callback(made.result, Original(artifact_id=artifact_id).pack())
     (document,) = await tg.server.wait_for("sendDocument")
     await tg.stop()

@@ -85,6 +85,15 @@ def test_env_fallbacks_for_keys_and_tokens(tmp_path: Path, monkeypatch: pytest.M
     assert not config.bots.discord.active
 
 
+@pytest.mark.parametrize("block", [None, {"apiKey": None}, {"apiKey": ""}, {"api_key": None}])
+def test_env_fallback_fills_a_null_or_empty_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                block: object) -> None:
+    """nanobot saves unset keys as null; a null block must not crash the loader either."""
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-env")
+    config = load_config(write(tmp_path, {"providers": {"openrouter": block}}), env_file=None)
+    assert config.provider("openrouter").api_key == "sk-env"
+
+
 def test_dotenv_file_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = tmp_path / ".env"
     env.write_text("CUSTOM_IMAGE_API_KEY=from-dotenv\n")

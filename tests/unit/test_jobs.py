@@ -212,15 +212,10 @@ async def test_ledger_survives_a_restart(db_path: Path) -> None:
         assert pending[1].request == stored.request and pending[1].origin == {"reply_to": 42}
 
 
-async def test_a_complete_artifact_list_sets_the_order(tmp_path) -> None:
-    from core.db import open_database
-    from core.jobs import JobLedger
-
-    async with open_database(tmp_path / "order.db") as db:
-        ledger = JobLedger(db)
-        job = await ledger.create(chat_key="cli:x", user_key=None, prompt="p", requested=2, request={})
-        await ledger.advance(job.id, "generating")
-        await ledger.add_artifacts(job.id, ["img_bbbbbbbbbbbb"])
-        await ledger.add_artifacts(job.id, ["img_aaaaaaaaaaaa"])
-        stored = await ledger.advance(job.id, "stored", artifact_ids=["img_aaaaaaaaaaaa", "img_bbbbbbbbbbbb"])
+async def test_a_complete_artifact_list_sets_the_order(ledger: JobLedger) -> None:
+    job = await ledger.create(chat_key="cli:x", user_key=None, prompt="p", requested=2, request={})
+    await ledger.advance(job.id, "generating")
+    await ledger.add_artifacts(job.id, ["img_bbbbbbbbbbbb"])
+    await ledger.add_artifacts(job.id, ["img_aaaaaaaaaaaa"])
+    stored = await ledger.advance(job.id, "stored", artifact_ids=["img_aaaaaaaaaaaa", "img_bbbbbbbbbbbb"])
     assert stored.artifact_ids == ("img_aaaaaaaaaaaa", "img_bbbbbbbbbbbb")

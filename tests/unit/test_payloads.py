@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -39,11 +40,20 @@ def test_unusual_runs_fall_back_to_plain_json() -> None:
     assert blobs == () and len(data["b64_json"]) == MIN_BLOB_CHARS + 1
 
 
-def test_markers_resolve_only_in_the_task_that_parsed_them() -> None:
+async def test_markers_resolve_only_in_the_task_that_parsed_them() -> None:
     use_blobs((b"one", b"two"))
     assert blob_for(f"  {BLOB_MARK}1 ") == b"two"
     assert blob_for(f"{BLOB_MARK}9") is None
     assert blob_for("aGVsbG8=") is None
+    both_parsed = asyncio.Barrier(2)
+
+    async def parse_then_read(blob: bytes) -> bytes | None:
+        use_blobs((blob,))
+        await both_parsed.wait()  # the other task has set its own blobs by now
+        return blob_for(f"{BLOB_MARK}0")
+
+    assert await asyncio.gather(parse_then_read(b"left"), parse_then_read(b"right")) == [b"left", b"right"]
+    assert blob_for(f"{BLOB_MARK}0") == b"one"  # neither task's blobs leaked back into this one
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -178,13 +179,45 @@ async def test_per_chat_concurrency_and_cancel(make_service: ServiceFactory, fak
 
 
 async def test_job_timeout_keeps_what_arrived(make_service: ServiceFactory, fake: FakeProvider) -> None:
-    async with make_service(limits={"jobTimeoutS": 0.5, "perUserDaily": 0}) as service:
-        fake.hold()
-        job = asyncio.create_task(service.submit(ImageRequest("a fox", CHAT, count=1)))
-        await fake.wait_for_requests(1)
-        result = await job
-        fake.release()
+    async with make_service(limits={"jobTimeoutS": 1.0, "perUserDaily": 0}) as service:
+        fake.stall_next(1)  # one slot never answers; the other does
+        result = await service.submit(ImageRequest("a fox", CHAT, count=2))
+        fake.release_stalled()
+        record = await service.jobs.get(result.job_id)
     assert [e.category for e in result.errors] == ["timeout"]
+    assert len(result.artifacts) == 1 and Path(result.artifacts[0].path).is_file()
+    assert record is not None and record.status == "stored"
+    assert record.artifact_ids == (result.artifacts[0].id,)
+
+
+async def test_a_chat_default_count_above_the_limit_is_capped(make_service: ServiceFactory,
+                                                              fake: FakeProvider) -> None:
+    image = {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 2}
+    async with make_service(tools={"imageGeneration": image, "ssrfWhitelist": ["127.0.0.0/8"]}) as service:
+        await service.state.update_settings(CHAT.key, count=3)  # set before the operator lowered the limit
+        result = await service.submit(ImageRequest("a fox", CHAT))
+        with pytest.raises(InvalidRequest, match="1 to 2 images"):
+            await service.submit(ImageRequest("a fox", CHAT, count=3))  # an explicit ask is still refused
+    assert result.ok and result.requested == 2 and len(result.artifacts) == 2
+
+
+async def test_an_unreadable_reference_is_a_plain_refusal(make_service: ServiceFactory, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          fake: FakeProvider) -> None:
+    ref = tmp_path / "locked.png"
+    ref.write_bytes(png_bytes())
+    real_open = os.open
+
+    def denied(path: Any, *args: Any, **kwargs: Any) -> int:  # a mode-000 file (root could read one anyway)
+        if Path(path) == ref.resolve():
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", denied)
+    async with make_service() as service:
+        with pytest.raises(InvalidRequest, match=r"cannot be read: locked\.png"):
+            await service.submit(ImageRequest("x", CHAT, references=(Reference(path=str(ref), trusted=True),)))
+    assert fake.requests == []
 
 
 async def test_untrusted_paths_must_stay_in_the_media_dir(make_service: ServiceFactory, tmp_path: Path,

@@ -143,8 +143,8 @@ class TestSettings:
 
     @pytest.mark.parametrize(
         "changes",
-        [{"aspect_ratio": "wide"}, {"aspect_ratio": "0:1"}, {"count": 0}, {"count": "2"}, {"count": True},
-         {"delivery": "fax"}],
+        [{"aspect_ratio": "wide"}, {"aspect_ratio": "0:1"}, {"aspect_ratio": "1:100"}, {"count": 0}, {"count": "2"},
+         {"count": True}, {"delivery": "fax"}],
     )
     async def test_bad_values_are_invalid_requests(
         self, state: ChatState, changes: dict[str, object]
