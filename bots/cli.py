@@ -123,10 +123,17 @@ async def _generate(config: AppConfig, args: argparse.Namespace) -> int:
         Reference(artifact_id=value) if is_artifact_id(value) else Reference(path=value, trusted=True)
         for value in args.ref)
     mode: Mode = "edit" if args.edit_last else "auto"
-    request = ImageRequest(prompt=args.prompt, chat=ChatRef.from_key(args.chat, user_id="operator"),
-                           references=refs, aspect_ratio=args.aspect_ratio, size=args.size, count=args.count,
-                           provider=args.provider, model=args.model, mode=mode)
+    chat = ChatRef.from_key(args.chat, user_id="operator")
     async with open_service(config) as service:
+        if args.edit_last and refs:
+            # --edit-last with --ref: the chat's last image first, the given ones after it.
+            last = await service.state.last_artifact(chat.key)
+            if last is None:
+                raise _UsageError("there is no image in this chat to edit yet (--edit-last)")
+            refs = (Reference(artifact_id=last), *refs)
+        request = ImageRequest(prompt=args.prompt, chat=chat, references=refs, aspect_ratio=args.aspect_ratio,
+                               size=args.size, count=args.count, provider=args.provider, model=args.model,
+                               mode=mode)
         try:
             result = await service.submit(request, enforce_limits=False)
         except (InvalidRequest, Unsupported, BadImage) as exc:

@@ -35,6 +35,8 @@ async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = Fal
     primary = next(p for p in providers if p["name"] == image.provider)
     problems = [f"the default provider {image.provider} is not configured: set {', '.join(primary['missing'])}"
                 ] if primary["missing"] else []
+    if primary.get("ping", "ok") != "ok":
+        problems.append(f"the default provider {image.provider} failed the ping: {primary['ping']}")
     bots = config.bots
     return {
         "ok": not problems,

@@ -223,14 +223,21 @@ async def test_edit_last_ref_by_id_and_by_path_then_history_newest_first(
     assert carries_reference(fake.requests_of("/custom/v1/images/edits")[-1], outside.read_bytes())
     assert len(fake.requests_of("/custom/v1/images/edits")) == 3
 
+    both = await cli.run("generate", "put the cat on the fox", "--chat", "cli:fox", "--edit-last", "--ref",
+                         str(outside), "--json", config=config)
+    assert both.code == 0, both
+    last_then_cat = fake.requests_of("/custom/v1/images/edits")[-1].files
+    assert [u.data for u in last_then_cat] == [Path(hat["path"]).read_bytes(), outside.read_bytes()]
+    both_id = both.json()["artifacts"][0]["id"]
+
     everything, fox_chat = await asyncio.gather(
         cli.run("history", "--json", config=config),
         cli.run("history", "--chat", "cli:fox", "--json", config=config),
     )
     assert everything.code == fox_chat.code == 0, (everything, fox_chat)
-    assert [e["id"] for e in everything.json()["history"]] == [line_id, hat["id"], blue["id"], fox["id"]]
+    assert [e["id"] for e in everything.json()["history"]] == [both_id, line_id, hat["id"], blue["id"], fox["id"]]
     rows = fox_chat.json()["history"]
-    assert [e["id"] for e in rows] == [hat["id"], blue["id"], fox["id"]]
+    assert [e["id"] for e in rows] == [both_id, hat["id"], blue["id"], fox["id"]]
     assert rows[-1]["prompt"] == "a red fox" and rows[-1]["path"] == fox["path"]
 
 
@@ -301,6 +308,11 @@ async def test_doctor_lists_every_provider_without_calling_any_and_ping_calls_on
     rows = {row["name"]: row for row in pinged.json()["providers"]}
     assert rows["custom"]["ping"] == "ok"
     assert "ping" not in rows["openai"]  # configured but not in use: not called
+
+    fake.fail_next(401, {"error": {"message": "bad key"}})
+    refused = await cli.run("doctor", "--ping", config=config)
+    assert refused.code == 1, refused
+    assert "problem: the default provider custom failed the ping: auth:" in refused.out
 
 
 async def test_run_with_no_front_end_enabled_says_what_to_configure(cli: Cli) -> None:
