@@ -154,6 +154,8 @@ async def run_front_ends(config: AppConfig, front_ends: dict[str, FrontEnd],
                 for name, start in front_ends.items():
                     log.info("starting %s front-end", name)
                     group.create_task(start(config, service, stop), name=f"front-end:{name}")
+                if config.storage.retention_days:
+                    group.create_task(_retention(service, stop), name="retention")
     except BaseExceptionGroup as failed:
         # A front-end that cannot run (a rejected token, a port in use) stops them all. Raise its own error,
         # so the command line prints its one ``error:`` line instead of a task-group traceback.
@@ -165,6 +167,27 @@ async def run_front_ends(config: AppConfig, front_ends: dict[str, FrontEnd],
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+#: How often a running bot applies ``storage.retentionDays``.
+RETENTION_EVERY_S = 6 * 3600
+
+
+async def _retention(service: ImageService, stop: asyncio.Event) -> None:
+    """Apply the retention policy at start (even when stopping at once) and every few hours until
+    ``stop``; never fatal."""
+    while True:
+        try:
+            removed = await service.prune()
+            if removed:
+                log.info("retention: %d image(s) older than %d days removed", removed,
+                         service.config.storage.retention_days)
+        except (OSError, PixbotError) as exc:
+            log.warning("retention: prune failed, will try again: %s", exc)
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RETENTION_EVERY_S)
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

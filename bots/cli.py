@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--ping", action="store_true", help="also send one request to each configured provider")
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
 
+    prune = command("prune", "delete stored images older than N days (default storage.retentionDays)")
+    prune.add_argument("--days", type=int, default=None, help="keep images from the last N days")
+
     history = command("history", "list recent images")
     history.add_argument("--chat", metavar="KEY", help="only this chat (e.g. telegram:123)")
     history.add_argument("-n", type=int, default=10, help="how many (default 10)")
@@ -78,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         handler = {"run": _run, "generate": _generate, "serve": _serve, "doctor": _doctor,
-                   "history": _history}[args.command]
+                   "history": _history, "prune": _prune}[args.command]
         return asyncio.run(handler(config, args))
     except (_UsageError, PixbotError) as exc:  # also start-up failures, e.g. a database from a newer pixbot
         print(f"error: {exc}", file=sys.stderr)
@@ -200,4 +203,16 @@ async def _history(config: AppConfig, args: argparse.Namespace) -> int:
     else:
         for e in entries:
             print(f"{e.artifact_id}  {e.created_at[:19]}  {e.prompt[:60]!r}  {e.path}")
+    return 0
+
+
+async def _prune(config: AppConfig, args: argparse.Namespace) -> int:
+    from bots.app import open_service
+
+    days = config.storage.retention_days if args.days is None else args.days
+    if days < 1:
+        raise _UsageError("say how many days to keep: --days N, or storage.retentionDays in the config")
+    async with open_service(config) as service:
+        removed = await service.prune(days)
+    print(f"removed {removed} image(s) stored more than {days} days ago")
     return 0

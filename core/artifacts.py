@@ -9,6 +9,7 @@ artifacts. No network, no chat types, no Pillow work on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,7 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -147,6 +148,14 @@ class ArtifactStore:
             return []
         return await asyncio.to_thread(self._recent, limit, chat)
 
+    async def prune(self, before: date) -> list[str]:
+        """Delete every artifact stored on a UTC day before ``before`` (retention); returns their ids.
+
+        Whole day folders go, sidecar before image, so a crash midway leaves only orphan images that
+        ``sweep_temp`` clears (never a sidecar without its image); folders that are not ``YYYY-MM-DD``
+        are never touched."""
+        return await asyncio.to_thread(self._prune, before.isoformat())
+
     async def sweep_temp(self, older_than_s: float = 3600) -> int:
         """Remove crash leftovers older than ``older_than_s``; returns how many files went.
 
@@ -259,6 +268,27 @@ class ArtifactStore:
             if len(found) >= limit:
                 break
         return found[:limit]
+
+    def _prune(self, before: str) -> list[str]:
+        removed: list[str] = []
+        for day in self._days():
+            if day.name >= before:
+                continue
+            # Sidecars first: a sidecar must never outlive its image.
+            for entry in sorted(_entries(day), key=lambda e: _IMAGE.fullmatch(e.name) is not None):
+                image = _IMAGE.fullmatch(entry.name)
+                if image is not None:
+                    removed.append(image[1])
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    os.unlink(entry.path)
+            with contextlib.suppress(OSError):  # not empty: a save raced in; the next prune takes it
+                day.rmdir()
+        with self._lock:
+            for artifact_id in removed:
+                self._sidecars.pop(artifact_id, None)
+        if removed:
+            log.info("retention: removed %d image(s) stored before %s", len(removed), before)
+        return removed
 
     def _sweep(self, cutoff: float) -> int:
         removed = 0

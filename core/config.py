@@ -212,6 +212,8 @@ class StorageConfig(_Model):
     data_dir: Path | None = None
     #: Extra directories untrusted reference paths may come from (besides the media dir).
     allowed_dirs: list[Path] = Field(default_factory=list)
+    #: Delete stored images older than this many days (whole UTC days); 0 keeps everything.
+    retention_days: int = Field(default=0, ge=0)
 
 
 class LimitsConfig(_Model):

@@ -10,7 +10,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from core.artifacts import ArtifactStore
 from core.capabilities import Plan, Wanted, plan_for, validate_count, validate_prompt, validate_ratio, validate_size
@@ -112,6 +112,17 @@ class ImageService:
         """At start-up, before any job: settle jobs a crash or restart cut short. Jobs with images
         become deliverable; the rest fail. Returns how many were settled."""
         return len(await self.jobs.fail_interrupted())
+
+    async def prune(self, days: int | None = None) -> int:
+        """Retention: delete images stored more than ``days`` UTC days ago (default
+        ``storage.retentionDays``; 0 keeps everything) and forget them in chat state."""
+        days = self.config.storage.retention_days if days is None else days
+        if days <= 0:
+            return 0
+        cutoff = datetime.now(UTC).date() - timedelta(days=days)
+        removed = await self.store.prune(cutoff)
+        await self.state.forget_artifacts(removed)
+        return len(removed)
 
     async def cancel(self, chat_key: str) -> int:
         """Cancel this chat's running jobs; images already stored are kept. Returns jobs cancelled."""

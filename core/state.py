@@ -116,6 +116,19 @@ class ChatState:
     async def set_last_artifact(self, chat_key: str, artifact_id: str) -> None:
         await self._db.run(lambda conn: _set_last(conn, chat_key, artifact_id))
 
+    async def forget_artifacts(self, artifact_ids: Sequence[str]) -> None:
+        """Drop deleted artifacts (retention) from history, the message map and last-image pointers."""
+        if not artifact_ids:
+            return
+        rows = [(artifact_id,) for artifact_id in artifact_ids]
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM artifacts WHERE artifact_id = ?", rows)
+            conn.executemany("DELETE FROM messages WHERE artifact_id = ?", rows)
+            conn.executemany("UPDATE chats SET last_artifact_id = NULL WHERE last_artifact_id = ?", rows)
+
+        await self._db.run(tx)
+
     async def record_artifacts(self, chat_key: str, artifacts: Sequence[Artifact]) -> None:
         """Index stored images for /history and make the last one given the chat's last image."""
         if not artifacts:
