@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from core.durable import atomic_write, fsync_dir, make_dirs
 from core.errors import ConfigError, InternalError, InvalidRequest
 from core.images import EXTENSIONS, validate_image
 from core.models import Artifact
@@ -174,7 +175,7 @@ class ArtifactStore:
 
     def _write(self, data: bytes, draft: Artifact, day: str) -> Artifact:
         day_dir = self._root / day
-        _make_dirs(day_dir)
+        make_dirs(day_dir)
         if not day_dir.resolve().is_relative_to(self._root):
             raise ConfigError(f"{_SAVE_DIR_KEY}: the folder {day_dir} leads outside the artifact directory.")
         artifact_id = self._reserve_id()
@@ -183,13 +184,13 @@ class ArtifactStore:
             sidecar = day_dir / f"{artifact_id}.json"
             artifact = dataclasses.replace(draft, id=artifact_id, path=str(image))
             text = json.dumps(artifact.to_sidecar(), indent=2, ensure_ascii=False, default=str) + "\n"
-            _atomic_write(image, data)
+            atomic_write(image, data)
             try:
-                _atomic_write(sidecar, text.encode("utf-8"))
+                atomic_write(sidecar, text.encode("utf-8"))
             except BaseException:
                 image.unlink(missing_ok=True)
                 raise
-            _fsync_dir(day_dir)
+            fsync_dir(day_dir)
             with self._lock:
                 self._sidecars[artifact_id] = sidecar
             return artifact
@@ -367,41 +368,3 @@ def _when(created_at: str) -> datetime:
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a dot-named temp file in the same folder, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _make_dirs(path: Path) -> None:
-    """``mkdir -p``, then fsync the parent of every folder created so the new entries survive a crash."""
-    missing: list[Path] = []
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    path.mkdir(parents=True, exist_ok=True)
-    for created in reversed(missing):
-        _fsync_dir(created.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make renames in ``path`` durable. Windows cannot open folders; there NTFS journals metadata."""
-    if os.name == "nt":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
