@@ -71,19 +71,26 @@ class ReferenceResolver:
         return ReferenceImage(data=data, mime=info.mime, name=name, path=path)
 
     def _checked_path(self, raw: str, trusted: bool) -> Path:
+        """Containment is decided before existence, so an untrusted caller learns nothing about
+        files outside the allowed folders (and a relative path is refused the same way wherever
+        the process happens to run)."""
         path = Path(raw).expanduser()
         try:
+            if not trusted and not self._contained(path.resolve()):
+                raise InvalidRequest("Reference images must be inside the media directory or an allowed directory.")
             resolved = path.resolve(strict=True)
         except (FileNotFoundError, NotADirectoryError):
             raise InvalidRequest(f"Reference image not found: {raw}") from None
         except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop
             raise InvalidRequest(f"Reference image cannot be read: {raw} ({type(exc).__name__})") from None
-        if not trusted and not any(resolved.is_relative_to(root) for root in self.allowed_roots):
+        if not trusted and not self._contained(resolved):  # a link swapped between the two looks
             raise InvalidRequest("Reference images must be inside the media directory or an allowed directory.")
-        mode = resolved.stat().st_mode
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(resolved.stat().st_mode):
             raise InvalidRequest(f"Reference image is not a regular file: {raw}")
         return resolved
+
+    def _contained(self, resolved: Path) -> bool:
+        return any(resolved.is_relative_to(root) for root in self.allowed_roots)
 
     def _read(self, path: Path) -> bytes:
         try:
