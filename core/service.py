@@ -252,13 +252,17 @@ class ImageService:
     async def _run(self, job: _Job, prompt: str, chain: list[Plan], refs: list[ResolvedReference],
                    request: ImageRequest, progress: ProgressCallback | None) -> None:
         await self.jobs.advance(job.record.id, "generating")
-        if progress is not None:
-            await progress(Progress(job.record.id, job.total, 0, 0, chain[0].provider, chain[0].model))
 
         async def on_stored(stored: int, failed: int) -> None:
-            if progress is not None:
-                await progress(Progress(job.record.id, job.total, stored, failed,
-                                        chain[0].provider, chain[0].model))
+            """Progress is feedback: a front-end whose status update fails must not fail the job."""
+            if progress is None:
+                return
+            try:
+                await progress(Progress(job.record.id, job.total, stored, failed, chain[0].provider, chain[0].model))
+            except Exception:
+                log.warning("job %s: progress callback failed", job.record.id, exc_info=True)
+
+        await on_stored(0, 0)
 
         for slot in range(job.total):
             task = asyncio.create_task(self._slot(job, slot, prompt, chain, refs, request, on_stored))

@@ -253,3 +253,19 @@ async def test_progress_and_delivery_are_recorded(make_service: ServiceFactory, 
         assert await service.pending_deliveries("telegram") == []
         assert await service.state.artifact_for_message(CHAT.key, "1") == result.artifacts[1].id
         assert await service.state.last_artifact(CHAT.key) == result.artifacts[-1].id
+
+
+async def test_a_failing_progress_callback_does_not_fail_the_job(make_service: ServiceFactory,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[int] = []
+
+    async def progress(event: Progress) -> None:
+        calls.append(event.stored)
+        raise RuntimeError("status message could not be edited")
+
+    async with make_service() as service:
+        result = await service.submit(ImageRequest("a fox", CHAT, count=2), progress=progress)
+        assert result.ok and len(result.artifacts) == 2
+        assert calls == [0, 1, 2]
+        assert [record.id for record, _ in await service.pending_deliveries("telegram")] == [result.job_id]
+    assert "progress callback failed" in caplog.text
