@@ -8,6 +8,7 @@ import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Final, Literal
 
 from core.db import Database, utc_timestamp
@@ -213,6 +214,14 @@ class JobLedger:
             ),
             write=False,
         )
+
+    async def forget_before(self, day: date) -> int:
+        """Drop settled jobs created before ``day`` (retention). Jobs still running are kept."""
+        def tx(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM jobs WHERE status IN ('stored', 'delivered', 'failed') "
+                                "AND created_at < ?", (day.isoformat(),)).rowcount
+
+        return await self._db.run(tx)
 
     async def interrupted(self) -> list[JobRecord]:
         """Jobs still queued or generating: after a restart, nobody is working on them any more."""

@@ -115,13 +115,16 @@ class ImageService:
 
     async def prune(self, days: int | None = None) -> int:
         """Retention: delete images stored more than ``days`` UTC days ago (default
-        ``storage.retentionDays``; 0 keeps everything) and forget them in chat state."""
+        ``storage.retentionDays``; 0 keeps everything), forget them in chat state, and drop the
+        usage and job rows of those days too."""
         days = self.config.storage.retention_days if days is None else days
         if days <= 0:
             return 0
         cutoff = datetime.now(UTC).date() - timedelta(days=days)
         removed = await self.store.prune(cutoff)
         await self.state.forget_artifacts(removed)
+        await self.state.forget_usage_before(cutoff)
+        await self.jobs.forget_before(cutoff)
         return len(removed)
 
     async def cancel(self, chat_key: str) -> int:

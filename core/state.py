@@ -129,6 +129,13 @@ class ChatState:
 
         await self._db.run(tx)
 
+    async def forget_usage_before(self, day: date) -> int:
+        """Drop daily usage rows older than ``day`` (retention); only today's row counts for quotas."""
+        def tx(conn: sqlite3.Connection) -> int:
+            return conn.execute("DELETE FROM usage WHERE day < ?", (day.isoformat(),)).rowcount
+
+        return await self._db.run(tx)
+
     async def record_artifacts(self, chat_key: str, artifacts: Sequence[Artifact]) -> None:
         """Index stored images for /history and make the last one given the chat's last image."""
         if not artifacts:

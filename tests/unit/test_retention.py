@@ -88,3 +88,27 @@ async def test_cli_prune_needs_a_number_of_days_and_then_removes(tmp_path: Path)
     code, out, _ = await pixbot("prune", "--days", "7")
     assert code == 0 and out.strip() == "removed 1 image(s) stored more than 7 days ago"
     assert [p.stem for p in tmp_path.glob("media/generated/*/img_*.png")] == [kept]
+
+
+async def test_prune_drops_the_usage_and_settled_jobs_of_pruned_days(tmp_path: Path) -> None:
+    today = NOW.date()
+    async with open_service(load_config(_config(tmp_path), env_file=None)) as service:
+        for days_ago in (10, 1, 0):
+            assert await service.state.try_consume("u", 1, 0, today=today - timedelta(days=days_ago)) == 1
+        old_job = await service.jobs.create(chat_key="cli:x", user_key="u", prompt="p", requested=1, request={})
+        await service.jobs.advance(old_job.id, "failed", error="internal")
+        running = await service.jobs.create(chat_key="cli:x", user_key="u", prompt="p", requested=1, request={})
+        recent = await service.jobs.create(chat_key="cli:x", user_key="u", prompt="p", requested=1, request={})
+        await service.jobs.advance(recent.id, "failed", error="internal")
+        ten_days_ago = (NOW - timedelta(days=10)).isoformat()
+        await service.jobs._db.run(lambda conn: conn.execute(
+            "UPDATE jobs SET created_at = ? WHERE id IN (?, ?)", (ten_days_ago, old_job.id, running.id)).rowcount)
+
+        await service.prune(7)
+
+        assert await service.state.usage_today("u", today=today - timedelta(days=10)) == 0
+        assert await service.state.usage_today("u", today=today - timedelta(days=1)) == 1
+        assert await service.state.usage_today("u", today=today) == 1
+        assert await service.jobs.get(old_job.id) is None
+        assert await service.jobs.get(running.id) is not None  # still queued: never dropped under a worker
+        assert await service.jobs.get(recent.id) is not None
