@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Final
@@ -38,6 +39,8 @@ _DEFAULT_SIZE: Final = "1024x1024"
 # Qwen-Image-Edit (2509 and later) documents one to three input images per request.
 _MAX_REFERENCES: Final = 3
 _CANCELLED: Final = frozenset({"CANCELED", "CANCELLED"})
+# Qwen-Image itself (the default, Qwen/Qwen-Image-2512) draws from text only; the Edit models take images.
+_TEXT_ONLY: Final = re.compile(r"(^|/)Qwen-Image(-\d+)?$", re.IGNORECASE)
 
 
 class ModelScopeProvider(HttpProvider):
@@ -71,7 +74,7 @@ class ModelScopeProvider(HttpProvider):
             ratios=frozenset(MODELSCOPE_SIZES),
             sizes=None,
             pixel_sizes_only=True,  # nanobot's x-pass: any WxH is sent verbatim
-            max_references=_MAX_REFERENCES,
+            max_references=0 if _TEXT_ONLY.search(model) else _MAX_REFERENCES,
             size_overrides_ratio=True,  # an explicit WxH is sent instead of the ratio's size
             ratio_fallback=_DEFAULT_SIZE,
             size_fallback="the aspect ratio's size",

@@ -33,6 +33,7 @@ BASE = "https://api-inference.modelscope.cn/v1"
 SUBMIT = f"{BASE}/images/generations"
 TASK = f"{BASE}/tasks/t-1"
 MODEL = "Qwen/Qwen-Image-2512"
+EDIT_MODEL = "Qwen/Qwen-Image-Edit-2509"
 OUT = "https://muse-ai.oss-cn-hangzhou.aliyuncs.com/img/out.png"
 
 
@@ -330,7 +331,7 @@ async def test_transport_errors_on_submit_map_to_categories(modelscope, provider
 async def test_capabilities_match_the_wire(modelscope, provider_request, respx_mock):
     caps = modelscope.capabilities(MODEL)
     assert caps.ratios == set(MODELSCOPE_SIZES) and caps.sizes is None and caps.pixel_sizes_only
-    assert (caps.max_references, caps.max_per_call, caps.size_overrides_ratio) == (3, 1, True)
+    assert (caps.max_references, caps.max_per_call, caps.size_overrides_ratio) == (0, 1, True)
     route = respx_mock.post(SUBMIT).mock(return_value=submitted())
     respx_mock.get(TASK).mock(return_value=succeed(f"data:image/png;base64,{b64(png_bytes())}"))
     for ratio in caps.ratios:
@@ -339,6 +340,17 @@ async def test_capabilities_match_the_wire(modelscope, provider_request, respx_m
     for size in [*MODELSCOPE_SIZES.values(), "1000x2000"]:  # any WxH is sent verbatim
         await modelscope.generate(provider_request("a fox", MODEL, aspect_ratio="1:1", size=size))
         assert json_body(route.calls.last.request)["size"] == size
-    references = [ReferenceImage(data=png_bytes(), mime="image/png")] * caps.max_references
-    await modelscope.generate(provider_request("a fox", MODEL, references=references))
-    assert len(json_body(route.calls.last.request)["image_url"]) == caps.max_references
+    edit = modelscope.capabilities(EDIT_MODEL)
+    references = [ReferenceImage(data=png_bytes(), mime="image/png")] * edit.max_references
+    await modelscope.generate(provider_request("a fox", EDIT_MODEL, references=references))
+    assert len(json_body(route.calls.last.request)["image_url"]) == edit.max_references
+
+
+@pytest.mark.parametrize(("model", "references"), [
+    ("Qwen/Qwen-Image-2512", 0), ("Qwen/Qwen-Image", 0), ("qwen/qwen-image-2512", 0),
+    ("Qwen/Qwen-Image-Edit", 3), ("Qwen/Qwen-Image-Edit-2509", 3), ("black-forest-labs/FLUX.1-Kontext-dev", 3),
+])
+def test_text_only_qwen_image_models_take_no_references(modelscope, model, references):
+    """The default model draws from text only, so an edit goes to a fallback or is refused, never
+    sent to a model that would ignore the image; other models keep nanobot's behaviour (sent)."""
+    assert modelscope.capabilities(model).max_references == references

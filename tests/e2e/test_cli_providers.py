@@ -1,5 +1,6 @@
 """``pixbot generate`` through every provider adapter against its loopback fake: one image stored, and
-``--ref`` edits wherever the adapter says the default model can edit (refused, exit 2, where it cannot)."""
+``--ref`` edits wherever the adapter says the model can edit (refused, exit 2, where it cannot), with each
+default model and, where that draws from text only, a model of the same provider that edits."""
 
 from __future__ import annotations
 
@@ -26,20 +27,29 @@ async def fake() -> AsyncIterator[FakeProvider]:
         yield server
 
 
+# Providers whose default model draws from text only, with one of their models that takes references.
+EDIT_MODELS = {"stepfun": "step-1x-medium", "modelscope": "Qwen/Qwen-Image-Edit-2509"}
+CASES = [(name, PROVIDERS[name].default_model) for name in PROVIDER_NAMES] + list(EDIT_MODELS.items())
+
+
 def test_the_parametrisation_covers_the_registry() -> None:
     assert set(PROVIDER_NAMES) == set(PROVIDERS) and len(PROVIDER_NAMES) == 10
+
+
+@pytest.mark.parametrize(("name", "model"), EDIT_MODELS.items())
+async def test_the_edit_models_can_edit(name: str, model: str) -> None:
+    assert (await adapter_capabilities(name, model)).edits
 
 
 def _api_calls(fake: FakeProvider) -> list[Recorded]:
     return [r for r in fake.requests if "/files/" not in r.path]
 
 
-@pytest.mark.parametrize("name", PROVIDER_NAMES)
+@pytest.mark.parametrize(("name", "model"), CASES)
 async def test_generate_and_ref_edit_through_each_provider(
-    name: str, tmp_path: Path, fake: FakeProvider
+    name: str, model: str, tmp_path: Path, fake: FakeProvider
 ) -> None:
     cli = Cli(tmp_path, fake)
-    model = PROVIDERS[name].default_model
     edits = (await adapter_capabilities(name, model)).edits
     config = cli.write_config(cli.provider_config(name, model, api_key=KEY))
     reference = tmp_path / "reference.png"
