@@ -35,6 +35,7 @@ __all__ = [
     "thumbnail_jpeg",
     "thumbnail_jpeg_async",
     "validate_image",
+    "within_telegram_photo_limits",
 ]
 
 EXTENSIONS: dict[str, str] = {
@@ -125,6 +126,12 @@ async def inspect_image(data: bytes, **kw: Any) -> ImageInfo:
     return await asyncio.to_thread(validate_image, data, **kw)
 
 
+def within_telegram_photo_limits(width: int, height: int, size: int) -> bool:
+    """Telegram's sendPhoto limits: 10 MB, width + height ≤ 10000, sides at most 20:1."""
+    return (size <= TELEGRAM_PHOTO_MAX_BYTES and width + height <= TELEGRAM_PHOTO_MAX_SIDES_SUM
+            and max(width, height) <= TELEGRAM_PHOTO_MAX_RATIO * min(width, height))
+
+
 def fit_for_telegram_photo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes | None:
     """None when the original can go out as a Telegram photo as is; otherwise a JPEG preview that can.
 
@@ -139,13 +146,7 @@ def fit_for_telegram_photo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS)
             upright = _orientation(im, mime) in (0, 1)
     except _PIL_FAILURES as exc:
         raise _bad_image(exc, data, max_pixels) from exc
-    if (
-        mime in ("image/png", "image/jpeg")
-        and upright
-        and len(data) <= TELEGRAM_PHOTO_MAX_BYTES
-        and width + height <= TELEGRAM_PHOTO_MAX_SIDES_SUM
-        and max(width, height) <= TELEGRAM_PHOTO_MAX_RATIO * min(width, height)
-    ):
+    if mime in ("image/png", "image/jpeg") and upright and within_telegram_photo_limits(width, height, len(data)):
         return None
     im = _flatten(_decode(data, mime, max_pixels))
     scale = min(1.0, _PREVIEW_MAX_SIDE / max(im.size), (TELEGRAM_PHOTO_MAX_SIDES_SUM - 1) / sum(im.size))

@@ -28,12 +28,7 @@ from bots.telegram import captions
 from bots.telegram.context import TelegramContext
 from bots.telegram.keyboards import result_keyboard
 from core.errors import BadImage, PixbotError
-from core.images import (
-    TELEGRAM_PHOTO_MAX_BYTES,
-    TELEGRAM_PHOTO_MAX_RATIO,
-    TELEGRAM_PHOTO_MAX_SIDES_SUM,
-    fit_for_telegram_photo_async,
-)
+from core.images import TELEGRAM_PHOTO_MAX_BYTES, fit_for_telegram_photo_async, within_telegram_photo_limits
 from core.models import Artifact, JobResult
 from core.service import ImageService
 
@@ -170,12 +165,11 @@ async def _prepare(service: ImageService, artifact: Artifact, style: str) -> _It
 
 
 def _breaks_photo_limits(artifact: Artifact, data: bytes) -> bool:
-    w, h = artifact.width, artifact.height
-    if len(data) > TELEGRAM_PHOTO_MAX_BYTES:
-        return True
-    if w <= 0 or h <= 0:
-        return False
-    return w + h > TELEGRAM_PHOTO_MAX_SIDES_SUM or max(w, h) > TELEGRAM_PHOTO_MAX_RATIO * min(w, h)
+    """Whether the original itself cannot be a photo (so it also goes out as a document); an
+    artifact without recorded dimensions is judged by its bytes alone."""
+    if artifact.width <= 0 or artifact.height <= 0:
+        return len(data) > TELEGRAM_PHOTO_MAX_BYTES
+    return not within_telegram_photo_limits(artifact.width, artifact.height, len(data))
 
 
 async def _send_group(bot: Bot, dest: Destination, items: Sequence[_Item], caption: str | None, outcome: Outcome,
