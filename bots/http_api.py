@@ -46,6 +46,7 @@ _JSON_MAX = 1024 * 1024  # a generation body carries no images
 _TEXT_FIELD_MAX = 256 * 1024
 _CHUNK = 256 * 1024
 _OPEN_PATHS = frozenset({"/healthz"})
+_INLINE_ENCODE_BYTES = 256 * 1024
 _Body = TypeVar("_Body", bound=BaseModel)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -248,10 +249,18 @@ async def _answer(request: web.Request, options: ImageOptions,
         raise error_from_pixbot(first)
     for error in result.errors:
         log.info("api job %s: image %d failed: %s", result.job_id, error.slot + 1, error.category)
-    as_url = options.response_format == "url"
-    data = [await (_url_item(request, a) if as_url else _b64_item(service, a)) for a in result.artifacts]
-    answer = {"created": int(time.time()), "data": data}
-    body = await asyncio.to_thread(lambda: json.dumps(answer).encode())
+    if options.response_format == "url":
+        images: list[bytes] = []
+        urls = [await _url_item(request, a) for a in result.artifacts]
+    else:
+        images, urls = [await service.store.read(a) for a in result.artifacts], []
+
+    def answer() -> bytes:
+        data = urls or [{"b64_json": base64.b64encode(image).decode("ascii")} for image in images]
+        return json.dumps({"created": int(time.time()), "data": data}).encode()
+
+    # Encoding a small answer costs less than the thread hop it would take; a large one goes to a thread.
+    body = answer() if sum(map(len, images)) <= _INLINE_ENCODE_BYTES else await asyncio.to_thread(answer)
     await service.mark_delivered(result.job_id, image_request.chat.key, [])  # the answer is the delivery
     return web.Response(body=body, content_type="application/json")
 
@@ -263,11 +272,6 @@ def _chat(request: web.Request, user: str | None) -> ChatRef:
     key = request.app[API_CONFIG].api_key
     ident = "key-" + hashlib.sha256(key.encode()).hexdigest()[:12] if key else "anonymous"
     return ChatRef("api", ident, ident)
-
-
-async def _b64_item(service: ImageService, artifact: Artifact) -> dict[str, str]:
-    data = await service.store.read(artifact)
-    return {"b64_json": await asyncio.to_thread(lambda: base64.b64encode(data).decode("ascii"))}
 
 
 async def _url_item(request: web.Request, artifact: Artifact) -> dict[str, str]:

@@ -6,7 +6,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final, Literal
@@ -123,24 +123,25 @@ class JobLedger:
         requested: int,
         request: Mapping[str, Any],
         origin: Mapping[str, Any] | None = None,
+        started: bool = False,
     ) -> JobRecord:
-        """Record a new job as "queued". ``request`` and ``origin`` must be JSON-serialisable."""
-        job_id = f"job_{secrets.token_hex(6)}"
-        request_json = json.dumps(dict(request), ensure_ascii=False)
-        origin_json = json.dumps(dict(origin or {}), ensure_ascii=False)
-        now = utc_timestamp()
+        """Record a new job as "queued", or as "generating" when ``started`` (one write instead of
+        two for a job that begins at once). ``request`` and ``origin`` must be JSON-serialisable."""
+        job = JobRecord(
+            id=f"job_{secrets.token_hex(6)}", chat_key=chat_key, user_key=user_key,
+            status="generating" if started else "queued", prompt=prompt, requested=requested,
+            origin=json.loads(json.dumps(dict(origin or {}))), artifact_ids=(), error=None,
+            created_at=(now := utc_timestamp()), updated_at=now, request=json.loads(json.dumps(dict(request))))
+        row = (job.id, chat_key, user_key, job.status, prompt, requested, json.dumps(job.request, ensure_ascii=False),
+               json.dumps(job.origin, ensure_ascii=False), now, now)
 
-        def tx(conn: sqlite3.Connection) -> JobRecord:
+        def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO jobs (id, chat_key, user_key, status, prompt, requested, request, origin, "
-                "artifact_ids, error, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, '[]', NULL, ?, ?)",
-                (job_id, chat_key, user_key, prompt, requested, request_json, origin_json, now, now),
-            )
-            return _fetch(conn, job_id)
+                "artifact_ids, error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', NULL, ?, ?)", row)
 
-        job = await self._db.run(tx)
-        log.info("job %s new->queued chat=%s", job.id, job.chat_key)
+        await self._db.run(tx)
+        log.info("job %s new->%s chat=%s", job.id, job.status, job.chat_key)
         log.debug("job %s prompt=%.200r", job.id, prompt)
         return job
 
@@ -151,8 +152,10 @@ class JobLedger:
         *,
         error: str | None = None,
         artifact_ids: Sequence[str] | None = None,
+        alongside: Callable[[sqlite3.Connection], None] | None = None,
     ) -> JobRecord:
         """Move a job to ``status``; ``artifact_ids`` are merged in, ``error`` replaces the old one.
+        ``alongside`` runs in the same transaction (the chat state that goes with the move).
 
         Advancing to the status a job already has is a no-op apart from merging ids/error. Illegal
         moves (backwards, out of a terminal state, to "stored" with no artifacts, stored -> failed
@@ -163,6 +166,12 @@ class JobLedger:
         new_ids = tuple(artifact_ids or ())
 
         def tx(conn: sqlite3.Connection) -> tuple[str, JobRecord]:
+            old, job = move(conn)
+            if alongside is not None:
+                alongside(conn)
+            return old, job
+
+        def move(conn: sqlite3.Connection) -> tuple[str, JobRecord]:
             job = _fetch(conn, job_id)
             ids = _merge(job.artifact_ids, new_ids)
             new_error = error if error is not None else job.error
@@ -182,6 +191,19 @@ class JobLedger:
         if old != job.status:
             _log_change(job, old)
         return job
+
+    async def deliver(self, job_id: str) -> bool:
+        """Mark a stored job delivered, in one write; False when it was not "stored" (already
+        delivered, given up on, or unknown), which is not an error for a late or repeated delivery."""
+        def tx(conn: sqlite3.Connection) -> JobRecord | None:
+            done = conn.execute("UPDATE jobs SET status = 'delivered', updated_at = ? "
+                                "WHERE id = ? AND status = 'stored'", (utc_timestamp(), job_id)).rowcount
+            return _fetch(conn, job_id) if done else None
+
+        job = await self._db.run(tx)
+        if job is not None:
+            _log_change(job, "stored")
+        return job is not None
 
     async def add_artifacts(self, job_id: str, artifact_ids: Sequence[str]) -> None:
         """Attach images as they arrive, so a crash mid-job still leaves them deliverable."""

@@ -144,9 +144,7 @@ class ImageService:
         """Record which platform message shows which artifact, as ``(message_id, artifact_id)``
         pairs; only then is the job delivered."""
         await self.state.map_messages(chat_key, shown)
-        record = await self.jobs.get(job_id)
-        if record is not None and record.status == "stored":
-            await self.jobs.advance(job_id, "delivered")
+        await self.jobs.deliver(job_id)
 
     async def pending_deliveries(self, platform: str) -> list[tuple[JobRecord, list[Artifact]]]:
         """Jobs stored but never delivered (e.g. the bot stopped mid-send), with their artifacts."""
@@ -196,7 +194,7 @@ class ImageService:
 
         record = await self.jobs.create(
             chat_key=chat_key, user_key=user_key if enforce_limits else None, prompt=prompt, requested=count,
-            request=_request_summary(request, chain[0], count), origin=request.origin)
+            request=_request_summary(request, chain[0], count), origin=request.origin, started=True)
         job = _Job(record, count)
         self._jobs[record.id] = job
         self._idle.clear()
@@ -254,8 +252,6 @@ class ImageService:
     # -- running -----------------------------------------------------------------------------
     async def _run(self, job: _Job, prompt: str, chain: list[Plan], refs: list[ResolvedReference],
                    request: ImageRequest, progress: ProgressCallback | None) -> None:
-        await self.jobs.advance(job.record.id, "generating")
-
         async def on_stored(stored: int, failed: int) -> None:
             """Progress is feedback: a front-end whose status update fails must not fail the job."""
             if progress is None:
@@ -358,8 +354,8 @@ class ImageService:
         errors = sorted(job.errors, key=lambda e: e.slot)
         record_id = job.record.id
         if ordered:
-            await self.state.record_artifacts(request.chat.key, ordered)
-            await self.jobs.advance(record_id, "stored", artifact_ids=[a.id for a in ordered])
+            await self.jobs.advance(record_id, "stored", artifact_ids=[a.id for a in ordered],
+                                    alongside=self.state.recording(request.chat.key, ordered))
         else:
             await self.jobs.advance(record_id, "failed", error=errors[0].category if errors else "internal")
         missing = job.total - min(len(ordered), job.total)

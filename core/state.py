@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
@@ -138,12 +138,16 @@ class ChatState:
 
     async def record_artifacts(self, chat_key: str, artifacts: Sequence[Artifact]) -> None:
         """Index stored images for /history and make the last one given the chat's last image."""
-        if not artifacts:
-            return
+        if artifacts:
+            await self._db.run(self.recording(chat_key, artifacts))
+
+    @staticmethod
+    def recording(chat_key: str, artifacts: Sequence[Artifact]) -> Callable[[sqlite3.Connection], None]:
+        """``record_artifacts`` as a transaction step, to run inside another write (the job's)."""
         now = utc_timestamp()
         rows = [(a.id, chat_key, a.job_id, a.prompt, a.path, a.created_at or now) for a in artifacts]
 
-        def tx(conn: sqlite3.Connection) -> None:
+        def step(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "INSERT INTO artifacts (artifact_id, chat_key, job_id, prompt, path, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (artifact_id) DO UPDATE SET "
@@ -151,9 +155,10 @@ class ChatState:
                 "path = excluded.path, created_at = excluded.created_at",
                 rows,
             )
-            _set_last(conn, chat_key, artifacts[-1].id)
+            if artifacts:
+                _set_last(conn, chat_key, artifacts[-1].id)
 
-        await self._db.run(tx)
+        return step
 
     async def history(self, chat_key: str | None, limit: int = 10) -> list[HistoryEntry]:
         """Recorded images, newest (last recorded) first; ``chat_key=None`` lists every chat."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import get_args
@@ -219,3 +220,39 @@ async def test_a_complete_artifact_list_sets_the_order(ledger: JobLedger) -> Non
     await ledger.add_artifacts(job.id, ["img_aaaaaaaaaaaa"])
     stored = await ledger.advance(job.id, "stored", artifact_ids=["img_aaaaaaaaaaaa", "img_bbbbbbbbbbbb"])
     assert stored.artifact_ids == ("img_aaaaaaaaaaaa", "img_bbbbbbbbbbbb")
+
+
+async def test_a_started_job_is_created_generating_in_one_write(ledger: JobLedger) -> None:
+    job = await ledger.create(chat_key="cli:x", user_key=None, prompt="p", requested=1, request={}, started=True)
+    assert job.status == "generating" and await ledger.get(job.id) == job
+    assert (await ledger.advance(job.id, "stored", artifact_ids=["a1"])).status == "stored"
+
+
+async def test_deliver_moves_only_stored_jobs(ledger: JobLedger) -> None:
+    stored = await job_in(ledger, "stored")
+    assert await ledger.deliver(stored.id)
+    assert (await ledger.get(stored.id)).status == "delivered"  # type: ignore[union-attr]
+    assert not await ledger.deliver(stored.id)  # a repeated delivery is not an error
+    for status in ("generating", "failed"):
+        job = await job_in(ledger, status)
+        assert not await ledger.deliver(job.id)
+        assert (await ledger.get(job.id)).status == status  # type: ignore[union-attr]
+    assert not await ledger.deliver("job_000000000000")
+
+
+async def test_alongside_runs_in_the_same_transaction(ledger: JobLedger, db: Database) -> None:
+    job = await job_in(ledger, "generating")
+
+    def note(conn: sqlite3.Connection) -> None:  # the job's own connection and transaction
+        conn.execute("INSERT INTO usage (user_key, day, used) VALUES ('seen', '2026-01-01', 1)")
+
+    await ledger.advance(job.id, "stored", artifact_ids=["a1"], alongside=note)
+    assert await db.run(lambda c: c.execute("SELECT used FROM usage WHERE user_key = 'seen'").fetchone()[0]) == 1
+
+    def broken(conn: sqlite3.Connection) -> None:
+        raise RuntimeError("chat state write failed")
+
+    other = await job_in(ledger, "generating")
+    with pytest.raises(RuntimeError):
+        await ledger.advance(other.id, "stored", artifact_ids=["a2"], alongside=broken)
+    assert (await ledger.get(other.id)).status == "generating"  # type: ignore[union-attr]  # rolled back
