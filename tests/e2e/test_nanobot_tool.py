@@ -3,10 +3,12 @@ plugin discovered through its entry point, registered by nanobot's loader and ru
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -233,3 +235,23 @@ def test_importing_pixbot_never_needs_nanobot() -> None:
                           cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "plugin needs nanobot"
+
+
+def test_a_new_event_loop_gets_a_new_service_and_the_old_one_is_closed(tmp_path: Path) -> None:
+    """nanobot may run the tool under a fresh loop (one ``asyncio.run`` per CLI turn). The loop's end
+    finalises the service opened in it (database thread, data-dir lock, HTTP clients), and the next
+    call opens a working one in the new loop."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"storage": {"dataDir": str(tmp_path / "data")}}))
+    tool = PixbotImageTool(config=load_config(path, env_file=None))
+
+    async def use() -> tuple[object, int]:
+        service = await tool._ensure_service()
+        await service.state.set_last_artifact("nanobot:cli:direct", "img_000000000001")
+        return service, sum(t.name.startswith("pixbot-db") for t in threading.enumerate())
+
+    first, threads_in_first = asyncio.run(use())
+    second, threads_in_second = asyncio.run(use())
+    assert second is not first and threads_in_first == threads_in_second == 1
+    assert not any(t.name.startswith("pixbot-db") for t in threading.enumerate())
+    asyncio.run(tool.aclose())
