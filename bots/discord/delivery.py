@@ -15,6 +15,7 @@ from PIL import Image
 from bots.discord.answers import Answer, ChannelAnswer, Outgoing
 from bots.discord.buttons import result_view
 from bots.discord.context import Context
+from bots.discord.targets import shown
 from core.errors import BadImage, PixbotError
 from core.images import EXTENSIONS, fit_under_bytes_async
 from core.jobs import JobRecord
@@ -62,7 +63,7 @@ async def deliver(ctx: Context, answer: Answer, result: JobResult) -> None:
             return
         message = retried
     await ctx.service.mark_delivered(result.job_id, result.request.chat.key,
-                                     [(str(message.id), result.artifacts[0].id)])
+                                     shown(message.id, [a.id for a in result.artifacts]))
     log.info("job %s delivered as message %s", result.job_id, message.id)
 
 
@@ -125,7 +126,7 @@ async def deliver_pending(client: discord.Client, ctx: Context, record: JobRecor
             await _give_up(ctx, record, f"Discord refused the message: {exc}")
             return
         message = retried
-    await ctx.service.mark_delivered(record.id, record.chat_key, [(str(message.id), artifacts[0].id)])
+    await ctx.service.mark_delivered(record.id, record.chat_key, shown(message.id, [a.id for a in artifacts]))
     log.info("job %s delivered after a restart as message %s", record.id, message.id)
 
 

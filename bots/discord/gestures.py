@@ -14,7 +14,7 @@ from bots.discord.answers import MessageAnswer
 from bots.discord.context import Context, chat_of
 from bots.discord.flow import run_job
 from bots.discord.modals import PromptModal
-from bots.discord.targets import edit_of_message, has_image, reply_request
+from bots.discord.targets import edit_of_message, has_image, image_count, reply_request
 from core.models import ImageRequest
 
 __all__ = ["MENU_NAME", "EditGestures"]
@@ -39,7 +39,7 @@ class EditGestures(commands.Cog):
         if not await has_image(self.ctx, chat_of(interaction.channel_id, interaction.user).key, message):
             await interaction.response.send_message(_NO_IMAGE, ephemeral=True)
             return
-        await interaction.response.send_modal(PromptModal(edit_of_message(message)))
+        await interaction.response.send_modal(PromptModal(edit_of_message(message), images=image_count(message)))
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:

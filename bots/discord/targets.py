@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import PurePath
 
 import discord
@@ -15,17 +15,24 @@ from core.errors import BadImage, InvalidRequest
 from core.models import ImageRequest, Reference
 
 __all__ = [
+    "EditBuild",
     "again_request",
     "download",
     "edit_of_artifact",
     "edit_of_message",
     "has_image",
     "image_attachments",
+    "image_count",
     "message_image",
+    "message_key",
     "reply_request",
+    "shown",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Turns a modal's prompt and chosen image number (1-based) into the edit request.
+EditBuild = Callable[[discord.Interaction, str, int], Awaitable[ImageRequest]]
 
 _IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
 _CANNOT_SEE = ("I cannot see the image in that message: this bot runs without Discord's Message Content "
@@ -64,16 +71,34 @@ async def has_image(ctx: Context, chat_key: str, message: discord.Message) -> bo
     return await ctx.service.state.artifact_for_message(chat_key, str(message.id)) is not None
 
 
-async def message_image(ctx: Context, chat_key: str, message: discord.Message) -> Reference | None:
-    """The image a message shows: our artifact when we posted it (exact, lossless), else its first image
-    attachment, downloaded; None when it has neither."""
-    artifact_id = await ctx.service.state.artifact_for_message(chat_key, str(message.id))
+def message_key(message_id: int | str, number: int = 1) -> str:
+    """The chat-state key for the ``number``-th image (1-based) a message shows: the message id for
+    the first, ``<id>#<n>`` for the others (one Discord message holds up to 10 images)."""
+    return str(message_id) if number == 1 else f"{message_id}#{number}"
+
+
+def shown(message_id: int, artifact_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """``(key, artifact id)`` for every image of a delivered message, in the order shown."""
+    return [(message_key(message_id, number), artifact_id) for number, artifact_id in enumerate(artifact_ids, 1)]
+
+
+def image_count(message: discord.Message) -> int:
+    return len(image_attachments(message))
+
+
+async def message_image(ctx: Context, chat_key: str, message: discord.Message, number: int = 1) -> Reference | None:
+    """The ``number``-th image a message shows: our artifact when we posted it (exact, lossless), else that
+    image attachment, downloaded; None when it has neither."""
+    artifact_id = await ctx.service.state.artifact_for_message(chat_key, message_key(message.id, number))
     if artifact_id is not None:
         return Reference(artifact_id=artifact_id)
     attachments = image_attachments(message)
     if not attachments:
         return None
-    return await download(attachments[0], ctx.config.limits.max_reference_bytes)
+    if not 1 <= number <= len(attachments):
+        raise InvalidRequest(f"That message shows {len(attachments)} images: pick a number from 1 to "
+                             f"{len(attachments)}.")
+    return await download(attachments[number - 1], ctx.config.limits.max_reference_bytes)
 
 
 async def reply_request(ctx: Context, message: discord.Message, prompt: str, bot_id: int) -> ImageRequest:
@@ -136,9 +161,9 @@ def _source_reference(source: str) -> Reference:
     return Reference(artifact_id=stem) if is_artifact_id(stem) else Reference(path=source)
 
 
-def edit_of_artifact(artifact_id: str) -> Callable[[discord.Interaction, str], Awaitable[ImageRequest]]:
+def edit_of_artifact(artifact_id: str) -> EditBuild:
     """For ✏️ Edit: the prompt from the modal edits exactly that stored image."""
-    async def build(interaction: discord.Interaction, prompt: str) -> ImageRequest:
+    async def build(interaction: discord.Interaction, prompt: str, number: int) -> ImageRequest:
         return ImageRequest(prompt, chat_of(interaction.channel_id, interaction.user),
                             (Reference(artifact_id=artifact_id),), mode="edit",
                             origin=origin_of(interaction.channel_id, interaction.user))
@@ -146,12 +171,12 @@ def edit_of_artifact(artifact_id: str) -> Callable[[discord.Interaction, str], A
     return build
 
 
-def edit_of_message(target: discord.Message) -> Callable[[discord.Interaction, str], Awaitable[ImageRequest]]:
-    """For **Edit image…**: the image of the message the menu was used on (resolved when submitted)."""
-    async def build(interaction: discord.Interaction, prompt: str) -> ImageRequest:
+def edit_of_message(target: discord.Message) -> EditBuild:
+    """For **Edit image…**: the chosen image of the message the menu was used on (resolved when submitted)."""
+    async def build(interaction: discord.Interaction, prompt: str, number: int) -> ImageRequest:
         ctx = context_of(interaction.client)
         chat = chat_of(interaction.channel_id, interaction.user)
-        reference = await message_image(ctx, chat.key, target)
+        reference = await message_image(ctx, chat.key, target, number)
         if reference is None:
             raise InvalidRequest("That message has no image to edit.")
         return ImageRequest(prompt, chat, (reference,), mode="edit",

@@ -73,7 +73,7 @@ async def test_imagine_defers_then_edits_the_original_with_images_embeds_and_but
     assert ids[1] == [f"pixbot:edit:{first}", f"pixbot:orig:{first}", f"pixbot:edit:{second}",
                       f"pixbot:orig:{second}"]
     chat = f"discord:{fake.channel_id}"
-    assert await harness.wait_delivered() == [(result["id"], first)]
+    assert await harness.wait_delivered() == [(result["id"], first), (f"{result['id']}#2", second)]
     assert await service.state.artifact_for_message(chat, result["id"]) == first
     assert await service.state.last_artifact(chat) == second
 

@@ -75,6 +75,49 @@ async def test_menu_on_our_result_edits_that_exact_stored_image(
     assert edited["content"] == f"Edited `{artifact_id}`."
 
 
+async def _open_with_choice(fake: FakeDiscord, user: FakeUser, target: Json) -> tuple[FakeInteraction, Json, Json]:
+    """Open the menu's modal on ``target``; returns it with its prompt and its "Which image?" inputs."""
+    opened = await fake.invoke_message_command(user, MENU, target)
+    modal = await fake.wait_for(lambda: opened.modal)
+    prompt, which = [c for c in walk_components(modal["components"]) if c["type"] == 4]
+    return opened, prompt, which
+
+
+async def test_menu_on_a_result_with_several_images_asks_which_and_edits_that_one(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    await harness.start()
+    result = await result_of(fake, await fake.invoke_slash(fake.alice, "imagine", prompt="two foxes", count=2))
+    shown = await harness.wait_delivered()
+    assert [key for key, _ in shown] == [result["id"], f"{result['id']}#2"]
+    opened, prompt, which = await _open_with_choice(fake, fake.bob, result)
+    assert which["label"] == "Which image? (1–2)" and which.get("value") == "1"
+    submitted = await fake.submit_modal(fake.bob, opened.modal["custom_id"],  # type: ignore[index]
+                                        {prompt["custom_id"]: "make it night", which["custom_id"]: "2"})
+    edited = await result_of(fake, submitted)
+    (edit,) = provider.requests_of("/images/edits")
+    assert [f.data for f in edit.files] == [await _stored_bytes(harness, shown[1][1])]
+    assert edited["content"] == f"Edited `{shown[1][1]}`."
+
+    opened, prompt, which = await _open_with_choice(fake, fake.bob, result)
+    refused = await result_of(fake, await fake.submit_modal(
+        fake.bob, opened.modal["custom_id"], {prompt["custom_id"]: "x", which["custom_id"]: "3"}))  # type: ignore[index]
+    assert "pick a number from 1 to 2" in refused["content"] and len(provider.requests_of("/images/edits")) == 1
+
+
+async def test_menu_picks_the_chosen_attachment_of_someone_elses_message(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    await harness.start()
+    target = await fake.send_user_message(fake.bob, "my pets", files=[("cat.png", PNG), ("dog.jpg", JPEG)])
+    opened, prompt, which = await _open_with_choice(fake, fake.alice, target)
+    submitted = await fake.submit_modal(fake.alice, opened.modal["custom_id"],  # type: ignore[index]
+                                        {prompt["custom_id"]: "give it a hat", which["custom_id"]: "2"})
+    result = await result_of(fake, submitted)
+    (edit,) = provider.requests_of("/images/edits")
+    assert [f.data for f in edit.files] == [JPEG] and result["content"] == "Edited dog.jpg."
+
+
 async def test_menu_on_a_message_without_an_image_is_refused_at_once(
     harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
 ) -> None:
