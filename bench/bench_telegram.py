@@ -52,7 +52,7 @@ def _percentile(samples: list[float], q: float) -> float:
 
 async def _bot_main(config_path: str) -> dict[str, Any]:
     """The bot process: runs until SIGTERM; SIGUSR1 marks the burst's start (lag samples restart)."""
-    from bots.app import open_service
+    from bots.app import frozen_startup_heap, open_service
     from bots.telegram import run_telegram
     from core.config_file import load_config
 
@@ -69,11 +69,12 @@ async def _bot_main(config_path: str) -> dict[str, Any]:
 
     config = load_config(config_path, env_file=None)
     async with open_service(config) as service:
-        probing = asyncio.create_task(probe())
-        try:
-            await run_telegram(config, service, stop)
-        finally:
-            probing.cancel()
+        with frozen_startup_heap():  # as bots.app.run_front_ends does
+            probing = asyncio.create_task(probe())
+            try:
+                await run_telegram(config, service, stop)
+            finally:
+                probing.cancel()
         pending = len(await service.pending_deliveries("telegram"))
     return {"lags_ms": lags, "pending_after": pending}
 
