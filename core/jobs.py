@@ -127,13 +127,16 @@ class JobLedger:
     ) -> JobRecord:
         """Record a new job as "queued", or as "generating" when ``started`` (one write instead of
         two for a job that begins at once). ``request`` and ``origin`` must be JSON-serialisable."""
+        request_json = json.dumps(dict(request), ensure_ascii=False)
+        origin_json = json.dumps(dict(origin or {}), ensure_ascii=False)
+        now = utc_timestamp()
+        # The record as a later read returns it (JSON round trip: tuples become lists), without that read.
         job = JobRecord(
             id=f"job_{secrets.token_hex(6)}", chat_key=chat_key, user_key=user_key,
             status="generating" if started else "queued", prompt=prompt, requested=requested,
-            origin=json.loads(json.dumps(dict(origin or {}))), artifact_ids=(), error=None,
-            created_at=(now := utc_timestamp()), updated_at=now, request=json.loads(json.dumps(dict(request))))
-        row = (job.id, chat_key, user_key, job.status, prompt, requested, json.dumps(job.request, ensure_ascii=False),
-               json.dumps(job.origin, ensure_ascii=False), now, now)
+            origin=json.loads(origin_json), artifact_ids=(), error=None, created_at=now, updated_at=now,
+            request=json.loads(request_json))
+        row = (job.id, chat_key, user_key, job.status, prompt, requested, request_json, origin_json, now, now)
 
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
