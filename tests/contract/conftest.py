@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 import pytest
+import respx
 
 from core.config import ProviderConfig
 from core.net import ImageDownloader
@@ -31,7 +32,8 @@ class MakeProvider(Protocol):
 
 
 @pytest.fixture
-async def http_client() -> AsyncIterator[httpx.AsyncClient]:
+async def http_client(respx_mock: respx.MockRouter) -> AsyncIterator[httpx.AsyncClient]:
+    """Every contract test runs under respx (all routes must be mocked): no request leaves the process."""
     async with httpx.AsyncClient() as client:
         yield client
 
