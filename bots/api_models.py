@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
@@ -25,6 +26,8 @@ __all__ = [
     "validation_error",
 ]
 
+log = logging.getLogger(__name__)
+
 #: OpenAI's ``/images/edits`` takes up to 16 images; so does pixbot's reference resolver.
 MAX_EDIT_IMAGES = 16
 
@@ -40,6 +43,7 @@ _BY_CATEGORY: dict[str, tuple[int, str, str]] = {
     "rate_limited": (429, "rate_limit_error", "rate_limit_exceeded"),
     "timeout": (504, "server_error", "upstream_timeout"),
     "provider_unavailable": (502, "server_error", "upstream_unavailable"),
+    "cancelled": (503, "server_error", "cancelled"),
     "internal": (500, "server_error", "internal_error"),
 }
 
@@ -67,7 +71,9 @@ def error_from_pixbot(exc: PixbotError | SlotError) -> ApiError:
     """A taxonomy error (raised before work, or the first failed slot) as an HTTP answer."""
     if isinstance(exc, SlotError):
         return error_from_category(exc.category, exc.message)
-    return error_from_category(exc.category, str(exc), exc.retry_after)
+    if exc.category == "internal":  # e.g. a ConfigError: the detail is the operator's, in the log
+        log.error("api: server-side failure: %s (%s)", exc, exc.detail or type(exc).__name__)
+    return error_from_category(exc.category, exc.public_message, exc.retry_after)
 
 
 def validation_error(exc: ValidationError) -> ApiError:

@@ -8,31 +8,23 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from core.artifacts import ArtifactStore
 from core.config import AppConfig
 from core.db import Database
+from core.download import ImageDownloader
 from core.errors import PixbotError
 from core.jobs import JobLedger
-from core.net import ImageDownloader, create_client
+from core.net import create_client
 from core.provider import ImageProvider
 from core.service import ImageService
 from core.state import ChatState
 
 __all__ = ["FrontEnd", "build_providers", "enabled_front_ends", "open_service", "run_front_ends"]
-
-fcntl: ModuleType | None
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -67,59 +59,22 @@ def build_providers(config: AppConfig, stack: AsyncExitStack) -> dict[str, Image
     return providers
 
 
-def _claim_data_dir(lock_path: Path) -> tuple[int | None, bool]:
-    """Hold ``<dataDir>/pixbot.lock`` for this process's lifetime; True when no other pixbot process
-    uses the data dir. Every process keeps a shared lock, so an exclusive one succeeds only when this
-    process is alone; the kernel drops the lock when a process dies. Blocking: run it in a thread."""
-    if fcntl is None:  # no flock (Windows): assume alone, as a single bot process is
-        return None, True
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd, True
-        except BlockingIOError:
-            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while another process is recovering
-            return fd, False
-    except OSError as exc:  # a file system without flock (some network mounts): behave as before
-        log.warning("cannot lock %s (%s); assuming no other pixbot process uses it", lock_path, exc)
-        os.close(fd)
-        return None, True
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _share(fd: int | None) -> None:
-    """Downgrade to the shared lock once recovery is done, so later processes see this one."""
-    if fd is not None and fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-
-
 @asynccontextmanager
 async def open_service(config: AppConfig) -> AsyncIterator[ImageService]:
     async with AsyncExitStack() as stack:
         providers = build_providers(config, stack)
         store = ArtifactStore(config.media_dir, config.image.save_dir, max_pixels=config.limits.max_pixels)
-        lock_fd, alone = await asyncio.to_thread(_claim_data_dir, config.data_dir / "pixbot.lock")
-        if lock_fd is not None:
-            stack.callback(os.close, lock_fd)
         db = await Database.open(config.state_path)
         stack.push_async_callback(db.close)
         service = ImageService(config, providers, store, ChatState(db), JobLedger(db))
         swept = await store.sweep_temp()
         if swept:
             log.info("removed %d partial files left by a crash", swept)
-        # Jobs still "generating" are interrupted only if no other pixbot process (a running bot, another
-        # CLI call) is alive on this data dir; otherwise they may be its live jobs, so leave them be.
-        if alone:
-            settled = await service.recover()
-            if settled:
-                log.info("settled %d jobs interrupted by the last shutdown", settled)
-            await asyncio.to_thread(_share, lock_fd)
-        else:
-            log.debug("another pixbot process uses %s; not settling its jobs", config.data_dir)
+        # Jobs whose process is gone (a crash, a restart) are settled; those of a live process (a running
+        # bot, another CLI call on this data dir) keep running: each job names its owner and holds a lease.
+        settled = await service.recover()
+        if settled:
+            log.info("settled %d jobs interrupted by the last shutdown", len(settled))
         yield service
 
 

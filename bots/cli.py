@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from core.artifacts import is_artifact_id
 from core.config import ApiConfig, AppConfig
 from core.config_file import load_config
-from core.errors import BadImage, InvalidRequest, PixbotError, Unsupported
+from core.errors import BadImage, ConfigError, InvalidRequest, PixbotError, Unsupported
 from core.models import ChatRef, ImageRequest, JobResult, Mode, Reference
 
 __all__ = ["main"]
@@ -128,20 +128,17 @@ async def _generate(config: AppConfig, args: argparse.Namespace) -> int:
     mode: Mode = "edit" if args.edit_last else "auto"
     chat = ChatRef.from_key(args.chat, user_id="operator")
     async with open_service(config) as service:
-        if args.edit_last and refs:
-            # --edit-last with --ref: the chat's last image first, the given ones after it.
-            last = await service.state.last_artifact(chat.key)
-            if last is None:
-                raise _UsageError("there is no image in this chat to edit yet (--edit-last)")
-            refs = (Reference(artifact_id=last), *refs)
+        # --edit-last (with or without --ref): the chat's last image first, any given ones after it.
         request = ImageRequest(prompt=args.prompt, chat=chat, references=refs, aspect_ratio=args.aspect_ratio,
                                size=args.size, count=args.count, provider=args.provider, model=args.model,
-                               mode=mode)
+                               mode=mode, include_last=args.edit_last)
         try:
             result = await service.submit(request, enforce_limits=False)
-        except (InvalidRequest, Unsupported, BadImage) as exc:
-            # Raised before any provider call (submit's pre-flight): bad input, so a usage error.
-            raise _UsageError(str(exc)) from None
+        except (InvalidRequest, Unsupported, BadImage, ConfigError) as exc:
+            # Raised before any provider call (submit's pre-flight): bad input or configuration, so a usage
+            # error; the operator also sees the detail (e.g. which key to set).
+            raise _UsageError(f"{exc} ({exc.detail})" if isinstance(exc, InvalidRequest) and exc.detail
+                              else str(exc)) from None
         except PixbotError as exc:
             _print_failure(exc, args.json)
             return 1
@@ -192,7 +189,7 @@ async def _history(config: AppConfig, args: argparse.Namespace) -> int:
     if args.n < 1:
         raise _UsageError("-n must be at least 1")
     async with open_service(config) as service:
-        entries = await service.state.history(args.chat, args.n)
+        entries = await service.history(args.chat, args.n)
     if args.json:
         rows: list[dict[str, Any]] = [
             {"id": e.artifact_id, "prompt": e.prompt, "created_at": e.created_at, "job_id": e.job_id,

@@ -27,7 +27,6 @@ from bots.api_models import (
     split_model,
     validation_error,
 )
-from core.artifacts import is_artifact_id
 from core.config import ApiConfig, AppConfig
 from core.errors import ConfigError, PixbotError
 from core.images import sniff_mime
@@ -191,7 +190,7 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[Re
     per_image = service.config.limits.max_reference_bytes
     fields: dict[str, str] = {}
     images: list[Reference] = []
-    seen = [0]  # bytes read so far, shared by every part
+    read_so_far = 0  # the whole body's bytes, across parts
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
@@ -204,26 +203,28 @@ async def _read_multipart(request: web.Request) -> tuple[dict[str, str], list[Re
             if len(images) >= MAX_EDIT_IMAGES:
                 raise ApiError(400, f"Too many images: the limit is {MAX_EDIT_IMAGES}.", param="image")
             label = f"image {len(images) + 1}" + (f" ({part.filename})" if part.filename else "")
-            data = await _read_part(part, seen, api.max_body_bytes, per_image, label)
+            data = await _read_part(part, api.max_body_bytes - read_so_far, per_image, label, api.max_body_bytes)
+            read_so_far += len(data)
             if sniff_mime(data) is None:
                 raise ApiError(400, f"{label} is not a PNG, JPEG, WebP or GIF image.", code="invalid_image",
                                param="image")
             images.append(Reference(data=data, name=part.filename or f"upload-{len(images) + 1}"))
         else:
-            data = await _read_part(part, seen, api.max_body_bytes, _TEXT_FIELD_MAX, f"field {name!r}")
+            data = await _read_part(part, api.max_body_bytes - read_so_far, _TEXT_FIELD_MAX, f"field {name!r}",
+                                    api.max_body_bytes)
+            read_so_far += len(data)
             if part.filename is None:
                 fields[name] = data.decode("utf-8", errors="replace")
     return fields, images
 
 
-async def _read_part(part: BodyPartReader, seen: list[int], body_limit: int, part_limit: int,
-                     label: str) -> bytes:
+async def _read_part(part: BodyPartReader, body_left: int, part_limit: int, label: str, body_limit: int) -> bytes:
+    """One part, refused as soon as it passes its own limit or what is left of the body's."""
     chunks: list[bytes] = []
     size = 0
     while chunk := await part.read_chunk(_CHUNK):
         size += len(chunk)
-        seen[0] += len(chunk)
-        if seen[0] > body_limit:
+        if size > body_left:
             raise _too_large(body_limit)
         if size > part_limit:
             raise ApiError(413, f"{label} is too large; the limit is {part_limit / 1_048_576:.1f} MB.",
@@ -253,7 +254,7 @@ async def _answer(request: web.Request, options: ImageOptions,
         images: list[bytes] = []
         urls = [await _url_item(request, a) for a in result.artifacts]
     else:
-        images, urls = [await service.store.read(a) for a in result.artifacts], []
+        images, urls = [await service.read(a) for a in result.artifacts], []
 
     def answer() -> bytes:
         data = urls or [{"b64_json": base64.b64encode(image).decode("ascii")} for image in images]
@@ -309,10 +310,10 @@ async def _models(request: web.Request) -> web.Response:
 async def _artifact(request: web.Request) -> web.StreamResponse:
     artifact_id = request.match_info["artifact_id"]
     service = request.app[SERVICE]
-    artifact = await service.store.get(artifact_id) if is_artifact_id(artifact_id) else None
+    artifact = await service.artifact(artifact_id)
     if artifact is None:
         raise ApiError(404, f"There is no image with id {artifact_id[:40]!r}.", code="not_found")
-    data = await service.store.read(artifact)
+    data = await service.read(artifact)
     return web.Response(body=data, content_type=artifact.mime,
                         headers={"Cache-Control": "private, max-age=86400, immutable"})
 

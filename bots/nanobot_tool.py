@@ -167,21 +167,15 @@ class PixbotImageTool(Tool):  # type: ignore[misc]  # nanobot ships no type info
         try:
             service = await self._ensure_service()
             references = [Reference(path=p) for p in reference_images or [] if p]
-            if edit_last:
-                last = await service.state.last_artifact(chat.key)
-                if last is None:
-                    return _error("there is no image in this chat to edit yet; generate one first or pass "
-                                  "reference_images.")
-                references.insert(0, Reference(artifact_id=last))
-            elif not references:
+            if not edit_last and not references:
                 found = await asyncio.to_thread(inbound_images, ctx, service.config.media_dir)
                 references = [Reference(path=p) for p in found]
             origin = {"front_end": "nanobot", "session_key": ctx.session_key if ctx else None}
             request = ImageRequest(prompt, chat, tuple(references), aspect_ratio, image_size, count,
-                                   mode="edit" if edit_last else "auto", origin=origin)
+                                   mode="edit" if edit_last else "auto", origin=origin, include_last=edit_last)
             result = await service.submit(request)
         except PixbotError as exc:
-            return _error(str(exc))
+            return _error(exc.public_message)
         if not result.artifacts:
             message = result.errors[0].message if result.errors else PixbotError.default_message
             return _error(message)

@@ -153,7 +153,10 @@ class _BotConfig(_Model):
     api_base: str | None = None
     allow_from: list[str] = Field(default_factory=lambda: ["*"])
 
-    _ids = field_validator("allow_from", mode="before")(classmethod(lambda cls, v: _ids(v)))
+    @field_validator("allow_from", mode="before")
+    @classmethod
+    def _allow_from_ids(cls, value: Any) -> list[str]:
+        return _ids(value)
 
     @property
     def active(self) -> bool:
@@ -183,9 +186,10 @@ class DiscordConfig(_BotConfig):
     allow_roles: list[str] = Field(default_factory=list)
     command_guilds: list[str] = Field(default_factory=list)
 
-    _more_ids = field_validator("allow_guilds", "allow_roles", "command_guilds", mode="before")(
-        classmethod(lambda cls, v: _ids(v))
-    )
+    @field_validator("allow_guilds", "allow_roles", "command_guilds", mode="before")
+    @classmethod
+    def _discord_ids(cls, value: Any) -> list[str]:
+        return _ids(value)
 
 
 class ApiConfig(_Model):

@@ -21,7 +21,7 @@ __all__ = ["SCHEMA_VERSION", "Database", "open_database", "utc_timestamp"]
 T = TypeVar("T")
 
 #: Bumped by every schema change; ``Database.open`` migrates older files step by step.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _MEMORY: Final = ":memory:"
 _BUSY_TIMEOUT_MS: Final = 5000
 
@@ -70,8 +70,13 @@ _SCHEMA_V1: Final = (
         updated_at TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq)",
 )
+# Version 2: a running job names the process that runs it and how long that claim lasts.
+_OWNERS_V2: Final = (
+    "ALTER TABLE jobs ADD COLUMN owner TEXT",
+    "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
+)
 #: _MIGRATIONS[n] takes a file from user_version n to n + 1.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1,)
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2)
 
 
 def utc_timestamp() -> str:

@@ -8,7 +8,8 @@ import io
 import ipaddress
 import re
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 import httpcore
@@ -207,20 +208,84 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport (request mapping, error mapping) over a pool that uses the guarded backend."""
+#: httpcore's exceptions and the httpx ones they stand for, most specific first: callers catch httpx's.
+_HTTPX_ERRORS: Final[tuple[tuple[type[Exception], type[httpx.TransportError]], ...]] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+)
+
+
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """Re-raise httpcore's exceptions as httpx's; anything else (``_UnsafeTarget``) passes unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = next((theirs for ours, theirs in _HTTPX_ERRORS if isinstance(exc, ours)), None)
+        if mapped is None:
+            raise
+        raise mapped(str(exc)) from exc
+
+
+class _GuardedBody(httpx.AsyncByteStream):
+    """An httpcore response body read through httpx, with httpcore's errors mapped."""
+
+    def __init__(self, response: httpcore.Response) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for chunk in self._response.aiter_stream():
+                yield chunk
+
+    async def aclose(self) -> None:
+        with _as_httpx_errors():
+            await self._response.aclose()
+
+
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an httpcore pool that connects through the guarded backend.
+
+    httpx's own transport takes no network backend, so this is the part of it the downloader needs:
+    the request and response handed across, and httpcore's errors raised as httpx's.
+    """
 
     def __init__(self, guard: _Guard, limits: httpx.Limits) -> None:
-        ssl_context = httpx.create_ssl_context(trust_env=False)
-        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
-        # httpx has no public hook for the network backend; replace the (still unused) pool.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
+            ssl_context=httpx.create_ssl_context(trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=_GuardedBackend(guard),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            response = await self._pool.handle_async_request(core_request)
+        return httpx.Response(status_code=response.status, headers=response.headers, stream=_GuardedBody(response),
+                              extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
 _USERINFO: Final = re.compile(r"//[^/?#]*@")

@@ -7,14 +7,18 @@
     ├── RateLimited                  rate_limited     yes     wait a minute
     ├── ProviderTimeout              timeout          yes     retry, smaller size
     ├── InvalidRequest               invalid_request  no      fix the prompt or options
-    │   └── ConfigError              invalid_request  no      fix the configuration (operator)
     ├── Unsupported                  unsupported      no      pick another model / drop references
     ├── ProviderUnavailable          provider_unavailable yes retry later
     ├── BadImage                     bad_image        no      send another image
+    ├── Cancelled                    cancelled        no      ask again (stopped by /cancel or a shutdown)
     └── InternalError                internal         no      report it
+        └── ConfigError              internal         no      the operator fixes the configuration
 
-``str(error)`` is always the user-facing message. ``detail`` holds what only the log may see
-(raw provider text, already truncated and redacted by whoever raised it).
+``str(error)`` is the message for whoever asked. ``public_message`` is what a chat user or an API
+client sees: the same, except for ``ConfigError``, whose message names configuration keys for the
+operator (CLI, doctor, the log) while everyone else gets a generic "not set up" text. ``detail``
+holds what only the log may see (raw provider text, already truncated and redacted by whoever
+raised it).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "CATEGORIES",
     "AuthFailed",
     "BadImage",
+    "Cancelled",
     "ConfigError",
     "ContentPolicy",
     "InternalError",
@@ -60,6 +65,11 @@ class PixbotError(Exception):
         super().__init__(self.message)
 
     def __str__(self) -> str:
+        return self.message
+
+    @property
+    def public_message(self) -> str:
+        """What someone on the far side of a chat or the HTTP API is told."""
         return self.message
 
     def to_dict(self) -> dict[str, str]:
@@ -100,12 +110,6 @@ class InvalidRequest(PixbotError):
     default_message = "The request was not valid. Check the prompt and options."
 
 
-class ConfigError(InvalidRequest):
-    """The operator's configuration is wrong or incomplete; names the key to fix."""
-
-    default_message = "The bot is not configured for this. The operator needs to fix its configuration."
-
-
 class Unsupported(PixbotError):
     category = "unsupported"
     default_message = "The configured image model cannot do this."
@@ -122,8 +126,24 @@ class BadImage(PixbotError):
     default_message = "That file is not an image the bot can use (PNG, JPEG, WebP or GIF)."
 
 
+class Cancelled(PixbotError):
+    category = "cancelled"
+    default_message = "Stopped before it finished."
+
+
 class InternalError(PixbotError):
     category = "internal"
+
+
+class ConfigError(InternalError):
+    """The operator's configuration is wrong or incomplete; the message names the key to fix. A
+    server-side problem: chat users and API clients get the generic ``public_message``."""
+
+    default_message = "The bot is not set up for this yet: its operator needs to fix its configuration."
+
+    @property
+    def public_message(self) -> str:
+        return self.default_message
 
 
 _BY_CATEGORY: dict[str, type[PixbotError]] = {
@@ -138,6 +158,7 @@ _BY_CATEGORY: dict[str, type[PixbotError]] = {
         Unsupported,
         ProviderUnavailable,
         BadImage,
+        Cancelled,
         InternalError,
     )
 }

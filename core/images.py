@@ -22,12 +22,11 @@ from core.errors import BadImage
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "EXTENSIONS",
-    "TELEGRAM_PHOTO_MAX_BYTES",
-    "TELEGRAM_PHOTO_MAX_RATIO",
-    "TELEGRAM_PHOTO_MAX_SIDES_SUM",
+    "IMAGE_SUFFIXES",
     "ImageInfo",
-    "fit_for_telegram_photo",
-    "fit_for_telegram_photo_async",
+    "PhotoLimits",
+    "fit_photo",
+    "fit_photo_async",
     "fit_under_bytes",
     "fit_under_bytes_async",
     "inspect_image",
@@ -35,20 +34,15 @@ __all__ = [
     "thumbnail_jpeg",
     "thumbnail_jpeg_async",
     "validate_image",
-    "within_telegram_photo_limits",
 ]
 
 EXTENSIONS: dict[str, str] = {
     "image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif",
 }
+#: File name endings taken as images when a platform does not say (lower case).
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 
 DEFAULT_MAX_PIXELS = 40_000_000
-#: Telegram ``sendPhoto`` rules (Bot API): size, width + height, and long/short side ratio.
-TELEGRAM_PHOTO_MAX_BYTES = 10_000_000
-TELEGRAM_PHOTO_MAX_SIDES_SUM = 10_000
-TELEGRAM_PHOTO_MAX_RATIO = 20
-#: Telegram re-encodes photos to about this size anyway; larger previews only cost upload time.
-_PREVIEW_MAX_SIDE = 2560
 _PREVIEW_QUALITIES = (90, 80, 70, 60)
 _WEBP_MAX_SIDE = 16383
 _MAX_SHRINK_STEPS = 12
@@ -61,7 +55,7 @@ _PIL_FORMATS: dict[str, str] = {
 _FORMAT_MIMES: dict[str, str] = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg",
                                  "WEBP": "image/webp", "GIF": "image/gif"}
 _DAMAGED = "That image is damaged or incomplete."
-#: Everything Pillow raises for hostile or broken input (TESTING.md §4.1).
+#: Everything Pillow raises for hostile or broken input: bombs, unknown formats, truncated or malformed data.
 _BOMBS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 _PIL_FAILURES = (*_BOMBS, UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
                  IndexError)
@@ -126,17 +120,34 @@ async def inspect_image(data: bytes, **kw: Any) -> ImageInfo:
     return await asyncio.to_thread(validate_image, data, **kw)
 
 
-def within_telegram_photo_limits(width: int, height: int, size: int) -> bool:
-    """Telegram's sendPhoto limits: 10 MB, width + height ≤ 10000, sides at most 20:1."""
-    return (size <= TELEGRAM_PHOTO_MAX_BYTES and width + height <= TELEGRAM_PHOTO_MAX_SIDES_SUM
-            and max(width, height) <= TELEGRAM_PHOTO_MAX_RATIO * min(width, height))
+@dataclass(frozen=True, slots=True)
+class PhotoLimits:
+    """What a chat platform accepts as an inline photo (a front-end states its own)."""
+
+    max_bytes: int
+    #: Width + height, at most.
+    max_sides_sum: int
+    #: Long side / short side, at most.
+    max_ratio: int
+    #: Previews are made no larger than this on their long side (the platform shrinks them anyway).
+    preview_max_side: int
+
+    def fits(self, width: int, height: int, size: int) -> bool:
+        """Whether an image of these dimensions and bytes can go out as a photo as is; an image whose
+        dimensions are unknown (0) is judged by its bytes alone."""
+        if width <= 0 or height <= 0:
+            return size <= self.max_bytes
+        return (size <= self.max_bytes and width + height <= self.max_sides_sum
+                and max(width, height) <= self.max_ratio * min(width, height))
 
 
-def fit_for_telegram_photo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes | None:
-    """None when the original can go out as a Telegram photo as is; otherwise a JPEG preview that can.
+def fit_photo(data: bytes, limits: PhotoLimits, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes | None:
+    """None when the original can go out as a photo as is (a PNG or JPEG within ``limits``, upright);
+    otherwise a JPEG preview that can.
 
-    The preview is upright (EXIF orientation applied, metadata dropped), at most 2560 px on its long
-    side, alpha flattened onto white; images longer than 20:1 are letterboxed onto a 20:1 canvas.
+    The preview is upright (EXIF orientation applied, metadata dropped), at most
+    ``limits.preview_max_side`` on its long side, alpha flattened onto white; images longer than the
+    ratio limit are letterboxed onto a canvas of that ratio.
     """
     mime = _require_mime(data)
     try:
@@ -146,22 +157,22 @@ def fit_for_telegram_photo(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS)
             upright = _orientation(im, mime) in (0, 1)
     except _PIL_FAILURES as exc:
         raise _bad_image(exc, data, max_pixels) from exc
-    if mime in ("image/png", "image/jpeg") and upright and within_telegram_photo_limits(width, height, len(data)):
+    if mime in ("image/png", "image/jpeg") and upright and limits.fits(width, height, len(data)):
         return None
     im = _flatten(_decode(data, mime, max_pixels))
-    scale = min(1.0, _PREVIEW_MAX_SIDE / max(im.size), (TELEGRAM_PHOTO_MAX_SIDES_SUM - 1) / sum(im.size))
-    im = _letterboxed(_resized(im, scale), TELEGRAM_PHOTO_MAX_RATIO)
+    scale = min(1.0, limits.preview_max_side / max(im.size), (limits.max_sides_sum - 1) / sum(im.size))
+    im = _letterboxed(_resized(im, scale), limits.max_ratio)
     out = b""
     for quality in _PREVIEW_QUALITIES:
         out = _encode(im, "JPEG", quality)
-        if len(out) <= TELEGRAM_PHOTO_MAX_BYTES:
+        if len(out) <= limits.max_bytes:
             return out
     raise BadImage("That image could not be made small enough to send as a photo.",
                    detail=f"preview still {len(out)} bytes at quality {_PREVIEW_QUALITIES[-1]}")
 
 
-async def fit_for_telegram_photo_async(data: bytes, **kw: Any) -> bytes | None:
-    return await asyncio.to_thread(fit_for_telegram_photo, data, **kw)
+async def fit_photo_async(data: bytes, limits: PhotoLimits, **kw: Any) -> bytes | None:
+    return await asyncio.to_thread(fit_photo, data, limits, **kw)
 
 
 def fit_under_bytes(

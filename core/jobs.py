@@ -6,19 +6,20 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date
-from typing import Any, Final, Literal
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
 
 from core.db import Database, utc_timestamp
+from core.models import Artifact
+from core.state import record_history
+from core.stores import TERMINAL, JobRecord, JobStatus, OwnerCheck
 
 __all__ = ["TERMINAL", "JobLedger", "JobRecord", "JobStatus"]
 
 log = logging.getLogger(__name__)
 
-JobStatus = Literal["queued", "generating", "stored", "delivered", "failed"]
-TERMINAL: Final = frozenset({"delivered", "failed"})
+_UNSETTLED = "status IN ('queued', 'generating')"
 
 # A stored job whose delivery failed stays "stored" so it can be retried; giving up on it is an
 # explicit stored -> failed with an error.
@@ -31,26 +32,10 @@ _NEXT: Final[dict[str, frozenset[str]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class JobRecord:
-    id: str
-    chat_key: str
-    user_key: str | None
-    status: str
-    prompt: str
-    requested: int
-    #: Front-end data needed to deliver after a restart (reply-to message id, interaction token…).
-    origin: dict[str, Any]
-    artifact_ids: tuple[str, ...]
-    error: str | None
-    created_at: str
-    updated_at: str
-    #: The request as JSON, enough to run it again ("Again" button, retry after restart).
-    request: dict[str, Any]
-
-    @property
-    def platform(self) -> str:
-        return self.chat_key.partition(":")[0]
+def _lease_until(lease_s: float) -> str | None:
+    if lease_s <= 0:
+        return None
+    return (datetime.now(UTC) + timedelta(seconds=lease_s)).isoformat(timespec="milliseconds")
 
 
 def _record(row: sqlite3.Row) -> JobRecord:
@@ -67,6 +52,8 @@ def _record(row: sqlite3.Row) -> JobRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         request=json.loads(row["request"]),
+        owner=row["owner"],
+        lease_until=row["lease_until"],
     )
 
 
@@ -99,6 +86,25 @@ def _select(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> l
     return [_record(row) for row in conn.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params)]
 
 
+def _move(conn: sqlite3.Connection, job_id: str, status: JobStatus, new_ids: Sequence[str],
+          error: str | None) -> tuple[str, JobRecord]:
+    """The transition rules, inside a transaction: returns the old status and the record after."""
+    job = _fetch(conn, job_id)
+    ids = _merge(job.artifact_ids, new_ids)
+    new_error = error if error is not None else job.error
+    if status == job.status:
+        if ids == job.artifact_ids and new_error == job.error:
+            return job.status, job
+        return job.status, _write(conn, job_id, status, ids, new_error)
+    if status not in _NEXT[job.status]:
+        raise ValueError(f"job {job_id}: illegal transition {job.status}->{status}")
+    if job.status == "stored" and status == "failed" and not error:
+        raise ValueError(f"job {job_id}: giving up on a stored job needs an error")
+    if status == "stored" and not ids:
+        raise ValueError(f"job {job_id}: cannot be stored without artifacts")
+    return job.status, _write(conn, job_id, status, ids, new_error)
+
+
 def _log_change(job: JobRecord, old: str) -> None:
     log.info("job %s %s->%s chat=%s", job.id, old, job.status, job.chat_key)
 
@@ -107,8 +113,9 @@ class JobLedger:
     """The durable record of each job, so nothing is silently lost across a crash or restart.
 
     The service advances a job as it goes; the front-end marks it delivered once the platform
-    message ids are recorded. On start-up, ``fail_interrupted`` settles what a restart cut short and
-    ``pending_delivery`` lists what still has to reach its chat.
+    message ids are recorded. A running job names its owner (the process) and a lease the owner
+    renews; ``settle_orphans`` settles the jobs of owners that are gone, and ``pending_delivery``
+    lists what still has to reach its chat.
     """
 
     def __init__(self, db: Database) -> None:
@@ -124,9 +131,12 @@ class JobLedger:
         request: Mapping[str, Any],
         origin: Mapping[str, Any] | None = None,
         started: bool = False,
+        owner: str | None = None,
+        lease_s: float = 0.0,
     ) -> JobRecord:
         """Record a new job as "queued", or as "generating" when ``started`` (one write instead of
-        two for a job that begins at once). ``request`` and ``origin`` must be JSON-serialisable."""
+        two for a job that begins at once), held by ``owner`` for ``lease_s`` seconds.
+        ``request`` and ``origin`` must be JSON-serialisable."""
         request_json = json.dumps(dict(request), ensure_ascii=False)
         origin_json = json.dumps(dict(origin or {}), ensure_ascii=False)
         now = utc_timestamp()
@@ -135,13 +145,15 @@ class JobLedger:
             id=f"job_{secrets.token_hex(6)}", chat_key=chat_key, user_key=user_key,
             status="generating" if started else "queued", prompt=prompt, requested=requested,
             origin=json.loads(origin_json), artifact_ids=(), error=None, created_at=now, updated_at=now,
-            request=json.loads(request_json))
-        row = (job.id, chat_key, user_key, job.status, prompt, requested, request_json, origin_json, now, now)
+            request=json.loads(request_json), owner=owner, lease_until=_lease_until(lease_s))
+        row = (job.id, chat_key, user_key, job.status, prompt, requested, request_json, origin_json, now, now,
+               owner, job.lease_until)
 
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO jobs (id, chat_key, user_key, status, prompt, requested, request, origin, "
-                "artifact_ids, error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', NULL, ?, ?)", row)
+                "artifact_ids, error, created_at, updated_at, owner, lease_until) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '[]', NULL, ?, ?, ?, ?)", row)
 
         await self._db.run(tx)
         log.info("job %s new->%s chat=%s", job.id, job.status, job.chat_key)
@@ -155,10 +167,8 @@ class JobLedger:
         *,
         error: str | None = None,
         artifact_ids: Sequence[str] | None = None,
-        alongside: Callable[[sqlite3.Connection], None] | None = None,
     ) -> JobRecord:
         """Move a job to ``status``; ``artifact_ids`` are merged in, ``error`` replaces the old one.
-        ``alongside`` runs in the same transaction (the chat state that goes with the move).
 
         Advancing to the status a job already has is a no-op apart from merging ids/error. Illegal
         moves (backwards, out of a terminal state, to "stored" with no artifacts, stored -> failed
@@ -167,33 +177,31 @@ class JobLedger:
         if status not in _NEXT:
             raise ValueError(f"unknown job status {status!r}")
         new_ids = tuple(artifact_ids or ())
+        old, job = await self._db.run(lambda conn: _move(conn, job_id, status, new_ids, error))
+        if old != job.status:
+            _log_change(job, old)
+        return job
+
+    async def complete_job(self, job_id: str, chat_key: str, artifacts: Sequence[Artifact]) -> JobRecord:
+        """In one transaction: "stored" with exactly these artifacts in this order, indexed in the
+        chat's history, the last one the chat's last image."""
+        ids = tuple(a.id for a in artifacts)
 
         def tx(conn: sqlite3.Connection) -> tuple[str, JobRecord]:
-            old, job = move(conn)
-            if alongside is not None:
-                alongside(conn)
-            return old, job
-
-        def move(conn: sqlite3.Connection) -> tuple[str, JobRecord]:
-            job = _fetch(conn, job_id)
-            ids = _merge(job.artifact_ids, new_ids)
-            new_error = error if error is not None else job.error
-            if status == job.status:
-                if ids == job.artifact_ids and new_error == job.error:
-                    return job.status, job
-                return job.status, _write(conn, job_id, status, ids, new_error)
-            if status not in _NEXT[job.status]:
-                raise ValueError(f"job {job_id}: illegal transition {job.status}->{status}")
-            if job.status == "stored" and status == "failed" and not error:
-                raise ValueError(f"job {job_id}: giving up on a stored job needs an error")
-            if status == "stored" and not ids:
-                raise ValueError(f"job {job_id}: cannot be stored without artifacts")
-            return job.status, _write(conn, job_id, status, ids, new_error)
+            moved = _move(conn, job_id, "stored", ids, None)
+            record_history(conn, chat_key, artifacts)
+            return moved
 
         old, job = await self._db.run(tx)
         if old != job.status:
             _log_change(job, old)
         return job
+
+    async def fail(self, job_id: str, error: str) -> JobRecord:
+        """A job that made nothing, or a stored job given up on: "failed" with ``error``."""
+        if not error:
+            raise ValueError(f"job {job_id}: failing needs an error")
+        return await self.advance(job_id, "failed", error=error)
 
     async def deliver(self, job_id: str) -> bool:
         """Mark a stored job delivered, in one write; False when it was not "stored" (already
@@ -248,21 +256,35 @@ class JobLedger:
 
         return await self._db.run(tx)
 
-    async def interrupted(self) -> list[JobRecord]:
-        """Jobs still queued or generating: after a restart, nobody is working on them any more."""
-        return await self._db.run(
-            lambda conn: _select(conn, "status IN ('queued', 'generating')", ()), write=False
-        )
+    async def unsettled(self) -> list[JobRecord]:
+        """Jobs still queued or generating, oldest first (their owners may be alive or gone)."""
+        return await self._db.run(lambda conn: _select(conn, _UNSETTLED, ()), write=False)
 
-    async def fail_interrupted(self, reason: str = "interrupted by a restart") -> list[JobRecord]:
-        """Settle interrupted jobs: "failed" with ``reason``, or "stored" if images already arrived.
+    async def renew(self, owner: str, lease_s: float) -> int:
+        """Extend the lease of every unsettled job ``owner`` holds; returns how many."""
+        until = _lease_until(lease_s)
 
-        Call it once at start-up, before any new job begins. Returns the updated records.
-        """
+        def tx(conn: sqlite3.Connection) -> int:
+            return conn.execute(f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND {_UNSETTLED}",
+                                (until, owner)).rowcount
+
+        return await self._db.run(tx)
+
+    async def settle_orphans(self, owner: str, is_dead: OwnerCheck,
+                             reason: str = "interrupted by a restart") -> list[JobRecord]:
+        """Settle unsettled jobs of other owners whose lease has lapsed (or who never had one) or whose
+        owner ``is_dead``: "stored" when images already arrived, else "failed" with ``reason``. One write
+        transaction (SQLite serialises writers, across processes too), so each job is settled once."""
+        now = utc_timestamp()
 
         def tx(conn: sqlite3.Connection) -> list[tuple[str, JobRecord]]:
             settled = []
-            for job in _select(conn, "status IN ('queued', 'generating')", ()):
+            for job in _select(conn, _UNSETTLED, ()):
+                if job.owner == owner:
+                    continue
+                lapsed = job.lease_until is None or job.lease_until < now
+                if not lapsed and not (job.owner is not None and is_dead(job.owner)):
+                    continue
                 if job.artifact_ids:
                     updated = _write(conn, job.id, "stored", job.artifact_ids, job.error)
                 else:

@@ -14,6 +14,7 @@ __all__ = [
     "Mode",
     "NormalisationReport",
     "Reference",
+    "RequestSummary",
     "SlotError",
 ]
 
@@ -45,6 +46,12 @@ class ChatRef:
         if not chat_id:
             platform, chat_id = "cli", key
         return cls(platform, chat_id, user_id)
+
+    @classmethod
+    def from_keys(cls, chat_key: str, user_key: str | None) -> ChatRef:
+        """The chat and person as a job recorded them (``key`` and ``user_key``)."""
+        user_id = user_key.partition(":")[2] if user_key else ""
+        return cls.from_key(chat_key, user_id or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,50 @@ class ImageRequest:
     mode: Mode = "auto"
     #: Front-end data needed to deliver after a restart (e.g. reply-to message id); JSON-safe.
     origin: dict[str, Any] = field(default_factory=dict)
+    #: Put the chat's last image before ``references`` (refused when the chat has none): the CLI's
+    #: ``--edit-last`` and the nanobot tool's ``edit_last``.
+    include_last: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSummary:
+    """What a job was asked to do, as recorded in its ledger entry: enough to run it again (Again,
+    another ratio) on any platform after any restart. ``references`` are the images it actually
+    used, resolved: artifact ids, stored paths, or ``upload:<name>`` for bytes that were not kept."""
+
+    prompt: str
+    mode: Mode
+    count: int
+    provider: str
+    model: str
+    aspect_ratio: str | None = None
+    size: str | None = None
+    references: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "mode": self.mode, "aspect_ratio": self.aspect_ratio, "size": self.size,
+                "count": self.count, "provider": self.provider, "model": self.model,
+                "references": list(self.references)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RequestSummary:
+        """Tolerant of records written by older versions (missing or odd fields get defaults)."""
+        mode = data.get("mode")
+        count = data.get("count")
+        return cls(
+            prompt=str(data.get("prompt") or ""),
+            mode=mode if mode in ("generate", "edit", "auto") else "auto",
+            count=count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1,
+            provider=str(data.get("provider") or ""),
+            model=str(data.get("model") or ""),
+            aspect_ratio=_str_or_none(data.get("aspect_ratio")),
+            size=_str_or_none(data.get("size")),
+            references=tuple(str(r) for r in data.get("references") or () if isinstance(r, str)),
+        )
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,5 @@
-"""Network: shared httpx clients, the retry policy, and log hygiene (redaction, Retry-After).
-
-The SSRF-safe image downloader lives in core/download.py and is re-exported here."""
+"""Network: shared httpx clients, the retry policy, log hygiene (redaction, Retry-After), and which hosts
+are loopback. The SSRF-safe image downloader is core/download.py."""
 
 from __future__ import annotations
 
@@ -16,33 +15,20 @@ from typing import Final, TypeVar
 
 import httpx
 
-from core.download import (
-    MAX_DOWNLOAD_BYTES,
-    ImageDownloader,
-    IPAddress,
-    IPNetwork,
-    Resolver,
-    is_blocked_ip,
-    parse_whitelist,
-    resolve_host,
-)
 from core.errors import PixbotError
 
 __all__ = [
-    "MAX_DOWNLOAD_BYTES",
-    "IPAddress",
-    "IPNetwork",
-    "ImageDownloader",
-    "Resolver",
+    "LOOPBACK_HOSTS",
     "RetryPolicy",
     "create_client",
-    "is_blocked_ip",
+    "is_loopback_host",
     "parse_retry_after",
-    "parse_whitelist",
     "redact",
-    "resolve_host",
     "with_retries",
 ]
+
+#: Host names that reach only this machine: a server bound to one of them needs no API key.
+LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 
 _KEYLIKE = re.compile(r"(?i)(bearer\s+|sk-|key=|api[_-]?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._\-]{6,}")
 
@@ -58,6 +44,11 @@ def redact(text: str, secrets: Iterable[str] = (), *, limit: int | None = None) 
         text = text.replace(secret, "***")
     text = _KEYLIKE.sub(lambda m: m[1] + "***", text)
     return text if limit is None else text[:limit]
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a configured listen host is loopback (exactly one of LOOPBACK_HOSTS)."""
+    return host in LOOPBACK_HOSTS
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -29,7 +29,6 @@ class Capabilities:
     ratios: frozenset[str] | None = None
     sizes: frozenset[str] | None = None
     max_references: int = 0
-    max_per_call: int = 1
     #: True when an explicit size hint makes the provider ignore the aspect ratio (custom's ``1K``):
     #: the service then drops the *default* size when the user asked for a ratio explicitly.
     size_overrides_ratio: bool = False
@@ -48,7 +47,6 @@ class Capabilities:
             "ratios": sorted(self.ratios) if self.ratios is not None else "any",
             "sizes": sorted(self.sizes) if self.sizes is not None else ("any WxH" if self.pixel_sizes_only else "any"),
             "max_references": self.max_references,
-            "max_per_call": self.max_per_call,
             "edits": self.edits,
         }
 
@@ -78,7 +76,6 @@ class ProviderRequest:
     aspect_ratio: str | None = None
     size: str | None = None
     references: tuple[ReferenceImage, ...] = ()
-    count: int = 1
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ class ReferenceResolver:
             if artifact is None:
                 raise InvalidRequest(f"There is no stored image with id {ref.artifact_id}.")
             data = await self.store.read(artifact)
-            image = await self._image(data, Path(artifact.path).name, artifact.path)
+            image = await self._image(data, ref.name or Path(artifact.path).name, artifact.path)
             return ResolvedReference(image, artifact.path, artifact.id)
         if ref.data is not None:
             name = ref.name or "upload"

@@ -1,6 +1,9 @@
 """ImageService: the one entry point every front-end calls. Validates, plans onto provider
 capabilities, runs the slots concurrently with retries and fallbacks, stores every image that
-arrives, and records the job. Pre-flight refusals raise; everything after is a JobResult."""
+arrives, and records the job. Pre-flight refusals raise; everything after is a JobResult.
+
+Front-ends use only the service's own methods: the stores behind it (``StateStore``, ``JobStore``,
+the ``ArtifactStore``) are its business, so another storage engine changes nothing in ``bots/``."""
 
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import PurePath
 
-from core.artifacts import ArtifactStore
+from core.artifacts import ArtifactStore, is_artifact_id
 from core.capabilities import Plan, Wanted, plan_for, validate_count, validate_prompt, validate_ratio, validate_size
 from core.config import AppConfig
 from core.errors import (
+    Cancelled,
     ConfigError,
     InvalidRequest,
     PixbotError,
@@ -24,21 +29,28 @@ from core.errors import (
     RateLimited,
     Unsupported,
 )
-from core.jobs import JobLedger, JobRecord
-from core.models import Artifact, ImageRequest, JobResult, Reference, SlotError
+from core.models import Artifact, ImageRequest, JobResult, Reference, RequestSummary, SlotError
 from core.net import RetryPolicy, with_retries
+from core.owners import owner_is_dead, this_owner
 from core.provider import ImageProvider, ProviderRequest
 from core.references import ReferenceResolver, ResolvedReference
-from core.state import ChatState
+from core.stores import ChatSettings, HistoryEntry, JobRecord, JobStore, StateStore
 
-__all__ = ["ImageService", "Progress", "ProgressCallback"]
+__all__ = ["LEASE_S", "ImageService", "PastRequest", "Progress", "ProgressCallback"]
 
 log = logging.getLogger(__name__)
+
+#: How long a job's claim lasts without renewal; a running service renews every third of it, so
+#: another process can take over a dead process's jobs within this time.
+LEASE_S = 30.0
+#: What ``keep_upload`` records as an uploaded image's provider.
+UPLOAD_PROVIDER = "upload"
 
 
 @dataclass(frozen=True, slots=True)
 class Progress:
-    """Sent to a front-end as a job advances: once at the start, then per stored image."""
+    """Sent to a front-end as a job advances: once at the start, then per stored or failed image.
+    ``artifact`` is the image just stored, so a front-end can show it before the job ends."""
 
     job_id: str
     total: int
@@ -46,16 +58,49 @@ class Progress:
     failed: int
     provider: str
     model: str
+    artifact: Artifact | None = None
 
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PastRequest:
+    """What made a stored image, for Again and another ratio: the image, the request as recorded
+    (None for images older than the ledger entry), and the front-end's origin data."""
+
+    artifact: Artifact
+    summary: RequestSummary | None
+    origin: Mapping[str, object]
+
+    def references(self) -> tuple[Reference, ...]:
+        """The images the job worked on, as references that can be used again: stored images by id,
+        files inside the allowed folders by path. Uploads that were not kept are left out."""
+        sources = self.summary.references if self.summary is not None else ()
+        if not sources and self.artifact.parent_id:
+            sources = (self.artifact.parent_id,)
+        kept: list[Reference] = []
+        for source in sources:
+            stem = PurePath(source).stem
+            if is_artifact_id(source) or is_artifact_id(stem):
+                kept.append(Reference(artifact_id=source if is_artifact_id(source) else stem))
+            elif not source.startswith("upload:"):
+                kept.append(Reference(path=source))
+        return tuple(kept)
+
+    @property
+    def lost_uploads(self) -> bool:
+        """The job used uploaded images that were not kept, so it cannot be repeated faithfully."""
+        sources = self.summary.references if self.summary is not None else ()
+        return any(s.startswith("upload:") for s in sources)
 
 
 @dataclass(slots=True)
 class _Job:
     record: JobRecord
     total: int
-    stored: list[tuple[int, Artifact]] = field(default_factory=list)
+    #: ``(slot, index within the slot's answer, artifact)``: a provider may return several images per call.
+    stored: list[tuple[int, int, Artifact]] = field(default_factory=list)
     errors: list[SlotError] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     cancelled: bool = False
@@ -67,10 +112,12 @@ class ImageService:
         config: AppConfig,
         providers: Mapping[str, ImageProvider],
         store: ArtifactStore,
-        state: ChatState,
-        jobs: JobLedger,
+        state: StateStore,
+        jobs: JobStore,
         *,
         retry: RetryPolicy | None = None,
+        owner: str | None = None,
+        lease_s: float = LEASE_S,
     ) -> None:
         self.config = config
         self.providers = dict(providers)
@@ -78,17 +125,21 @@ class ImageService:
         self.state = state
         self.jobs = jobs
         self.retry = retry or RetryPolicy()
+        #: This process, as recorded on the jobs it runs.
+        self.owner = owner or this_owner()
+        self.lease_s = lease_s
         limits = config.limits
         self.references = ReferenceResolver(
             store, [config.media_dir, *config.storage.allowed_dirs],
             max_bytes=limits.max_reference_bytes, max_pixels=limits.max_pixels)
         self._semaphores = {name: asyncio.Semaphore(limits.concurrency) for name in self.providers}
         self._running: dict[str, set[str]] = defaultdict(set)
-        self._jobs: dict[str, _Job] = {}
+        self._active: dict[str, _Job] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._lease_keeper: asyncio.Task[None] | None = None
 
-    # -- queries front-ends use --------------------------------------------------------------
+    # -- what front-ends ask -----------------------------------------------------------------
     @property
     def default_provider(self) -> str:
         return self.config.image.provider
@@ -97,21 +148,106 @@ class ImageService:
     def default_model(self) -> str:
         return self.config.image.model
 
+    @property
+    def max_images(self) -> int:
+        """``tools.imageGeneration.maxImagesPerTurn``: the most images one request may ask for."""
+        return self.config.image.max_images_per_turn
+
     def running_jobs(self, chat_key: str | None = None) -> list[str]:
         if chat_key is None:
-            return list(self._jobs)
+            return list(self._active)
         return list(self._running.get(chat_key, ()))
 
+    async def artifact(self, artifact_id: str) -> Artifact | None:
+        """A stored image by id; None for an unknown id or anything that is not an id."""
+        return await self.store.get(artifact_id) if is_artifact_id(artifact_id) else None
+
+    async def read(self, artifact: Artifact) -> bytes:
+        """A stored image's bytes, exactly as the provider made them."""
+        return await self.store.read(artifact)
+
+    async def last_image(self, chat_key: str) -> Artifact | None:
+        last = await self.state.last_artifact(chat_key)
+        return await self.store.get(last) if last else None
+
+    async def history(self, chat_key: str | None, limit: int = 10) -> list[HistoryEntry]:
+        return await self.state.history(chat_key, limit)
+
+    async def settings(self, chat_key: str) -> ChatSettings:
+        return await self.state.settings(chat_key)
+
+    async def update_settings(self, chat_key: str, **changes: object) -> ChatSettings:
+        """Change a chat's defaults (None clears one). A count above today's maximum is refused."""
+        count = changes.get("count")
+        if isinstance(count, int) and not isinstance(count, bool):
+            validate_count(count, self.max_images)
+        return await self.state.update_settings(chat_key, **changes)
+
+    async def image_for_message(self, chat_key: str, message_key: str) -> str | None:
+        """The artifact a platform message shows (``message_key`` as the front-end recorded it)."""
+        return await self.state.artifact_for_message(chat_key, message_key)
+
+    async def remember_messages(self, chat_key: str, shown: Sequence[tuple[str, str]]) -> None:
+        """Record ``(message_key, artifact_id)`` pairs for messages that are not a job's delivery
+        (an original sent on request, a "what should change?" prompt)."""
+        await self.state.map_messages(chat_key, shown)
+
+    async def past_request(self, artifact_id: str) -> PastRequest:
+        """What made ``artifact_id``; refuses plainly when the image is no longer stored."""
+        artifact = await self.artifact(artifact_id)
+        if artifact is None:
+            raise InvalidRequest("That image is no longer stored, so it cannot be made again.")
+        record = await self.jobs.get(artifact.job_id) if artifact.job_id else None
+        summary = RequestSummary.from_dict(record.request) if record is not None else None
+        return PastRequest(artifact, summary, dict(record.origin) if record is not None else {})
+
+    async def keep_upload(self, reference: Reference, chat_key: str) -> Reference:
+        """Store an image a chat user sent, so the job's record points at it and Again can use it
+        again after any restart, on any platform. Other references are returned unchanged."""
+        if reference.data is None:
+            return reference
+        kept = await self.store.save(reference.data, prompt="", model="", provider=UPLOAD_PROVIDER,
+                                     source_images=[f"upload:{reference.name or 'image'}"], chat=chat_key)
+        return Reference(artifact_id=kept.id, name=reference.name)
+
+    # -- delivery bookkeeping ----------------------------------------------------------------
+    async def mark_delivered(self, job_id: str, chat_key: str, shown: Sequence[tuple[str, str]]) -> None:
+        """Record which platform message shows which artifact, as ``(message_key, artifact_id)``
+        pairs; only then is the job delivered."""
+        await self.state.map_messages(chat_key, shown)
+        await self.jobs.deliver(job_id)
+
+    async def give_up(self, job_id: str, why: str) -> None:
+        """A stored job that can never reach its chat (the chat is gone): stop retrying it."""
+        log.warning("job %s: giving up on delivery: %s", job_id, why)
+        with contextlib.suppress(ValueError, KeyError):  # already settled by another delivery
+            await self.jobs.fail(job_id, f"undeliverable: {why}"[:200])
+
+    async def pending_deliveries(self, platform: str) -> list[tuple[JobRecord, list[Artifact]]]:
+        """Jobs stored but never delivered (e.g. the bot stopped mid-send), with their artifacts."""
+        pending = []
+        for record in await self.jobs.pending_delivery(platform):
+            artifacts = [a for a in [await self.store.get(i) for i in record.artifact_ids] if a is not None]
+            pending.append((record, artifacts))
+        return pending
+
+    # -- lifecycle ---------------------------------------------------------------------------
     async def wait_idle(self, grace: float) -> bool:
         """Wait up to ``grace`` seconds for running jobs to finish (shutdown); True when none is left."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), grace)
-        return not self._jobs
+        return not self._active
 
-    async def recover(self) -> int:
-        """At start-up, before any job: settle jobs a crash or restart cut short. Jobs with images
-        become deliverable; the rest fail. Returns how many were settled."""
-        return len(await self.jobs.fail_interrupted())
+    async def recover(self) -> list[JobRecord]:
+        """Settle jobs no live process works on (a crash, a restart, a dead replica): those with
+        images become deliverable and enter their chat's history, the rest fail. Jobs of processes
+        that are alive, including this one, are left alone."""
+        settled = await self.jobs.settle_orphans(self.owner, owner_is_dead)
+        for record in settled:
+            if record.artifact_ids:
+                artifacts = [a for a in [await self.store.get(i) for i in record.artifact_ids] if a is not None]
+                await self.state.record_artifacts(record.chat_key, artifacts)
+        return settled
 
     async def prune(self, days: int | None = None) -> int:
         """Retention: delete images stored more than ``days`` UTC days ago (default
@@ -127,11 +263,13 @@ class ImageService:
         await self.jobs.forget_before(cutoff)
         return len(removed)
 
-    async def cancel(self, chat_key: str) -> int:
-        """Cancel this chat's running jobs; images already stored are kept. Returns jobs cancelled."""
+    async def cancel(self, chat_key: str | None = None) -> int:
+        """Cancel this chat's running jobs (every job with None); images already stored are kept
+        and delivered. Returns how many jobs were cancelled."""
+        ids = list(self._active) if chat_key is None else list(self._running.get(chat_key, ()))
         cancelled = 0
-        for job_id in list(self._running.get(chat_key, ())):
-            job = self._jobs.get(job_id)
+        for job_id in ids:
+            job = self._active.get(job_id)
             if job is None:
                 continue
             job.cancelled = True
@@ -140,24 +278,13 @@ class ImageService:
             cancelled += 1
         return cancelled
 
-    async def mark_delivered(self, job_id: str, chat_key: str, shown: Sequence[tuple[str, str]]) -> None:
-        """Record which platform message shows which artifact, as ``(message_id, artifact_id)``
-        pairs; only then is the job delivered."""
-        await self.state.map_messages(chat_key, shown)
-        await self.jobs.deliver(job_id)
-
-    async def pending_deliveries(self, platform: str) -> list[tuple[JobRecord, list[Artifact]]]:
-        """Jobs stored but never delivered (e.g. the bot stopped mid-send), with their artifacts."""
-        pending = []
-        for record in await self.jobs.pending_delivery(platform):
-            artifacts = [a for a in [await self.store.get(i) for i in record.artifact_ids] if a is not None]
-            pending.append((record, artifacts))
-        return pending
-
     # -- the one entry point -----------------------------------------------------------------
     async def submit(self, request: ImageRequest, *, progress: ProgressCallback | None = None,
                      enforce_limits: bool = True) -> JobResult:
-        """Run one request. Raises PixbotError for refusals before any work; never after."""
+        """Run one request. Raises PixbotError for refusals before any work; never after.
+
+        Safe to cancel: the slots are stopped, images already stored are kept and the job is
+        settled in the ledger before the cancellation goes on."""
         image_cfg, limits = self.config.image, self.config.limits
         prompt = validate_prompt(request.prompt, limits.max_prompt_chars)
         settings = await self.state.settings(request.chat.key)
@@ -170,13 +297,7 @@ class ImageService:
         ratio = validate_ratio(chat_ratio) if chat_ratio else (image_cfg.default_aspect_ratio or None)
         size = validate_size(request.size) if request.size else (image_cfg.default_image_size or None)
 
-        references = list(request.references)
-        if request.mode == "edit" and not references:
-            last = await self.state.last_artifact(request.chat.key)
-            if last is None:
-                raise InvalidRequest("There is no image in this chat to edit yet. Generate one first, or send "
-                                     "the image you want to change.")
-            references = [Reference(artifact_id=last)]
+        references = list(await self._with_last(request))
         if request.mode == "generate":
             references = []
         wanted = Wanted(ratio, size, count, len(references), ratio_explicit=bool(chat_ratio),
@@ -187,28 +308,71 @@ class ImageService:
         chat_key, user_key = request.chat.key, request.chat.user_key
         if enforce_limits:
             if len(self._running.get(chat_key, ())) >= limits.per_chat_jobs:
-                raise RateLimited(f"This chat already has {limits.per_chat_jobs} jobs running. Wait for them "
-                                  "to finish, or use /cancel.")
+                raise RateLimited(f"This chat already has {limits.per_chat_jobs} jobs running. Wait for one to "
+                                  "finish, or cancel it.")
             if await self.state.try_consume(user_key, count, limits.per_user_daily) is None:
                 raise QuotaExceeded(_quota_message(limits.per_user_daily))
 
+        summary = RequestSummary(prompt=request.prompt, mode=request.mode, count=count, provider=chain[0].provider,
+                                 model=chain[0].model, aspect_ratio=request.aspect_ratio, size=request.size,
+                                 references=tuple(r.artifact_id or r.source for r in resolved))
         record = await self.jobs.create(
             chat_key=chat_key, user_key=user_key if enforce_limits else None, prompt=prompt, requested=count,
-            request=_request_summary(request, chain[0], count), origin=request.origin, started=True)
+            request=summary.to_dict(), origin=request.origin, started=True, owner=self.owner, lease_s=self.lease_s)
         job = _Job(record, count)
-        self._jobs[record.id] = job
-        self._idle.clear()
-        self._running[chat_key].add(record.id)
+        self._begin(job, chat_key)
         try:
-            await self._run(job, prompt, chain, resolved, request, progress)
+            try:
+                await self._run(job, prompt, chain, resolved, request, progress)
+            except asyncio.CancelledError:  # the caller went away: stop, keep and settle, then go on
+                job.cancelled = True
+                await self._stop_slots(job)
+                self._account_unfilled(job, chain[0].provider)
+                await self._finish(job, chain[0], resolved, request, enforce_limits)
+                raise
+            return await self._finish(job, chain[0], resolved, request, enforce_limits)
         finally:
-            self._running[chat_key].discard(record.id)
-            if not self._running[chat_key]:
-                del self._running[chat_key]
-            del self._jobs[record.id]
-            if not self._jobs:
-                self._idle.set()
-        return await self._finish(job, chain[0], resolved, request, enforce_limits)
+            self._end(job, chat_key)
+
+    async def _with_last(self, request: ImageRequest) -> tuple[Reference, ...]:
+        """The request's references, with the chat's last image where the request means it: an edit
+        that names no image, or ``include_last``."""
+        if request.mode == "generate" or (request.references and not request.include_last):
+            return request.references
+        if request.mode != "edit" and not request.include_last:
+            return request.references
+        last = await self.state.last_artifact(request.chat.key)
+        if last is None:
+            raise InvalidRequest("There is no image in this chat to edit yet. Generate one first, or send "
+                                 "the image you want to change.")
+        return (Reference(artifact_id=last), *request.references)
+
+    def _begin(self, job: _Job, chat_key: str) -> None:
+        self._active[job.record.id] = job
+        self._running[chat_key].add(job.record.id)
+        self._idle.clear()
+        if self._lease_keeper is None or self._lease_keeper.done():
+            self._lease_keeper = asyncio.create_task(self._keep_leases(), name="pixbot-leases")
+
+    def _end(self, job: _Job, chat_key: str) -> None:
+        self._running[chat_key].discard(job.record.id)
+        if not self._running[chat_key]:
+            del self._running[chat_key]
+        del self._active[job.record.id]
+        if not self._active:
+            self._idle.set()
+
+    async def _keep_leases(self) -> None:
+        """Renew this process's claim on its running jobs while there are any."""
+        while self._active:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self.lease_s / 3)
+            if not self._active:
+                return
+            try:
+                await self.jobs.renew(self.owner, self.lease_s)
+            except PixbotError as exc:  # a database hiccup: the next round tries again
+                log.warning("could not renew job leases: %s", exc)
 
     # -- planning ----------------------------------------------------------------------------
     def _plan_chain(self, provider: str | None, model: str | None, wanted: Wanted) -> list[Plan]:
@@ -234,7 +398,11 @@ class ImageService:
                 problems.append(ConfigError(f"Provider {name} is not available."))
                 continue
             missing = adapter.missing()
-            if missing:
+            if missing and name == provider:  # asked for by name: the asker picks another
+                problems.append(InvalidRequest(f"Provider {name} is not configured on this server; use another "
+                                               "model.", detail=f"set {', '.join(missing)}"))
+                continue
+            if missing:  # the configured default or a fallback: the operator's to fix
                 problems.append(ConfigError(f"Provider {name} is not configured: set {', '.join(missing)}."))
                 continue
             try:
@@ -252,41 +420,47 @@ class ImageService:
     # -- running -----------------------------------------------------------------------------
     async def _run(self, job: _Job, prompt: str, chain: list[Plan], refs: list[ResolvedReference],
                    request: ImageRequest, progress: ProgressCallback | None) -> None:
-        async def on_stored(stored: int, failed: int) -> None:
+        async def report(stored: int, failed: int, artifact: Artifact | None = None) -> None:
             """Progress is feedback: a front-end whose status update fails must not fail the job."""
             if progress is None:
                 return
             try:
-                await progress(Progress(job.record.id, job.total, stored, failed, chain[0].provider, chain[0].model))
+                await progress(Progress(job.record.id, job.total, stored, failed, chain[0].provider,
+                                        chain[0].model, artifact))
             except Exception:
                 log.warning("job %s: progress callback failed", job.record.id, exc_info=True)
 
-        await on_stored(0, 0)
-
+        await report(0, 0)
         for slot in range(job.total):
-            task = asyncio.create_task(self._slot(job, slot, prompt, chain, refs, request, on_stored))
-            job.tasks.add(task)
+            job.tasks.add(asyncio.create_task(self._slot(job, slot, prompt, chain, refs, request, report)))
         _, pending = await asyncio.wait(job.tasks, timeout=self.config.limits.job_timeout_s)
-        for task in pending:
+        if pending:
+            await self._stop_slots(job)
+        self._account_unfilled(job, chain[0].provider)
+
+    async def _stop_slots(self, job: _Job) -> None:
+        """Cancel the slots still running and wait until each has stopped (keeping what it stored)."""
+        running = {task for task in job.tasks if not task.done()}
+        for task in running:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        filled = {slot for slot, _ in job.stored} | {e.slot for e in job.errors}
-        for slot in range(job.total):
-            if slot not in filled:
-                if job.cancelled:
-                    job.errors.append(SlotError(slot, "internal", "Cancelled."))
-                    log.info("job %s slot %d %s failed: internal (cancelled)", job.record.id, slot,
-                             chain[0].provider)
-                else:
-                    limit = self.config.limits.job_timeout_s
-                    job.errors.append(SlotError(slot, ProviderTimeout.category,
-                                                f"The job took longer than {limit:g} s and was stopped.",
-                                                chain[0].provider))
-                    log.info("job %s slot %d %s failed: timeout (limits.jobTimeoutS %gs)", job.record.id, slot,
-                             chain[0].provider, limit)
+        if running:
+            await asyncio.wait(running)
+
+    def _account_unfilled(self, job: _Job, provider: str) -> None:
+        """An error for every slot that neither stored an image nor failed: cancelled, or timed out."""
+        limit = self.config.limits.job_timeout_s
+        for slot in sorted(set(range(job.total)) - _filled(job)):
+            if job.cancelled:
+                job.errors.append(SlotError(slot, Cancelled.category, Cancelled.default_message))
+                log.info("job %s slot %d %s failed: cancelled", job.record.id, slot, provider)
+            else:
+                job.errors.append(SlotError(slot, ProviderTimeout.category,
+                                            f"The job took longer than {limit:g} s and was stopped.", provider))
+                log.info("job %s slot %d %s failed: timeout (limits.jobTimeoutS %gs)", job.record.id, slot,
+                         provider, limit)
 
     async def _slot(self, job: _Job, slot: int, prompt: str, chain: list[Plan], refs: list[ResolvedReference],
-                    request: ImageRequest, on_stored: Callable[[int, int], Awaitable[None]]) -> None:
+                    request: ImageRequest, report: Callable[..., Awaitable[None]]) -> None:
         last_error: PixbotError | None = None
         for plan in chain:
             adapter = self.providers[plan.provider]
@@ -312,16 +486,28 @@ class ImageService:
                 log.exception("job %s slot %d: unexpected error from %s", job.record.id, slot, plan.provider)
                 last_error = PixbotError(provider=plan.provider)
                 break
+            stored = 0
             for index, data in enumerate(images):
-                await self._store(job, slot if index == 0 else -1, data, prompt, plan, refs, request, on_stored)
-            return
-        assert last_error is not None
-        job.errors.append(SlotError(slot, last_error.category, str(last_error), last_error.provider))
-        await on_stored(len(job.stored), len(job.errors))
+                try:
+                    await self._store(job, slot, index, data, prompt, plan, refs, request, report)
+                    stored += 1
+                except PixbotError as exc:
+                    last_error = exc
+                    log.info("job %s slot %d %s failed: %s (%s)", job.record.id, slot, plan.provider,
+                             exc.category, exc.detail or exc)
+            if stored:
+                return
+            break
+        if last_error is None:  # the provider answered with no image at all
+            last_error = PixbotError("No image came back from the image service. Try again.",
+                                     provider=chain[0].provider)
+        job.errors.append(SlotError(slot, last_error.category, last_error.public_message,
+                                    last_error.provider or chain[0].provider))
+        await report(len(job.stored), len(job.errors))
 
-    async def _store(self, job: _Job, slot: int, data: bytes, prompt: str, plan: Plan,
+    async def _store(self, job: _Job, slot: int, index: int, data: bytes, prompt: str, plan: Plan,
                      refs: list[ResolvedReference], request: ImageRequest,
-                     on_stored: Callable[[int, int], Awaitable[None]]) -> None:
+                     report: Callable[..., Awaitable[None]]) -> None:
         """Store one image. A cancellation mid-write still records the artifact (nothing lost)."""
         save = asyncio.ensure_future(self.store.save(
             data, prompt=prompt, model=plan.model, provider=plan.provider,
@@ -333,32 +519,27 @@ class ImageService:
             artifact = await asyncio.shield(save)
         except asyncio.CancelledError:
             artifact = await save
-            job.stored.append((slot, artifact))
+            job.stored.append((slot, index, artifact))
             await self.jobs.add_artifacts(job.record.id, [artifact.id])
             raise
-        except PixbotError as exc:
-            log.info("job %s slot %d %s failed: %s (%s)", job.record.id, slot, plan.provider, exc.category,
-                     exc.detail or exc)
-            if slot >= 0:
-                job.errors.append(SlotError(slot, exc.category, str(exc), plan.provider))
-            return
-        job.stored.append((slot, artifact))
+        job.stored.append((slot, index, artifact))
         # Counted now: other slots may store while the ledger write below is awaited.
         counts = len(job.stored), len(job.errors)
         await self.jobs.add_artifacts(job.record.id, [artifact.id])
-        await on_stored(*counts)
+        await report(*counts, artifact)
 
     async def _finish(self, job: _Job, plan: Plan, refs: list[ResolvedReference], request: ImageRequest,
                       enforce_limits: bool) -> JobResult:
-        ordered = [a for _, a in sorted(job.stored, key=lambda item: (item[0] < 0, item[0]))]
-        errors = sorted(job.errors, key=lambda e: e.slot)
+        """Settle the job in the ledger (stored with its images, or failed), refund what was not made."""
+        ordered = [artifact for _, _, artifact in sorted(job.stored, key=lambda item: (item[0], item[1]))]
+        filled = {slot for slot, _, _ in job.stored}
+        errors = sorted((e for e in job.errors if e.slot not in filled), key=lambda e: e.slot)
         record_id = job.record.id
         if ordered:
-            await self.jobs.advance(record_id, "stored", artifact_ids=[a.id for a in ordered],
-                                    alongside=self.state.recording(request.chat.key, ordered))
+            await self.jobs.complete_job(record_id, request.chat.key, ordered)
         else:
-            await self.jobs.advance(record_id, "failed", error=errors[0].category if errors else "internal")
-        missing = job.total - min(len(ordered), job.total)
+            await self.jobs.fail(record_id, errors[0].category if errors else "internal")
+        missing = job.total - min(len(filled), job.total)
         if enforce_limits and missing and self.config.limits.per_user_daily:
             await self.state.refund(request.chat.user_key, missing)
         report = plan.report
@@ -367,6 +548,10 @@ class ImageService:
                                             f"fell back to {ordered[0].provider}/{ordered[0].model}"))
         edited = tuple(r.artifact_id or r.source for r in refs)
         return JobResult(record_id, request, tuple(ordered), tuple(errors), report, job.total, edited)
+
+
+def _filled(job: _Job) -> set[int]:
+    return {slot for slot, _, _ in job.stored} | {e.slot for e in job.errors}
 
 
 def _log_retry(job_id: str, slot: int) -> Callable[[PixbotError, int, float], None]:
@@ -378,12 +563,7 @@ def _log_retry(job_id: str, slot: int) -> Callable[[PixbotError, int, float], No
 
 def _quota_message(limit: int) -> str:
     now = datetime.now(UTC)
-    hours, rest = divmod(int((ChatState.quota_resets_at(now) - now).total_seconds()), 3600)
+    resets = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    hours, rest = divmod(int((resets - now).total_seconds()), 3600)
     return (f"You have used your {limit} images for today. The quota resets at midnight UTC "
             f"(in {hours} h {rest // 60} min).")
-
-
-def _request_summary(request: ImageRequest, plan: Plan, count: int) -> dict[str, object]:
-    return {"prompt": request.prompt, "mode": request.mode, "aspect_ratio": request.aspect_ratio,
-            "size": request.size, "count": count, "provider": plan.provider, "model": plan.model,
-            "references": [r.describe() for r in request.references]}

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
@@ -12,6 +11,7 @@ from core.capabilities import validate_ratio
 from core.db import SCHEMA_VERSION, Database, open_database, utc_timestamp
 from core.errors import InvalidRequest
 from core.models import Artifact
+from core.stores import DELIVERY_STYLES, ChatSettings, HistoryEntry
 
 __all__ = [
     "DELIVERY_STYLES",
@@ -21,33 +21,13 @@ __all__ = [
     "Database",
     "HistoryEntry",
     "open_database",
+    "record_history",
     "utc_timestamp",
 ]
-
-DELIVERY_STYLES: Final = ("photo", "document", "both")
 
 
 def _utc_today() -> date:
     return datetime.now(UTC).date()
-
-
-@dataclass(frozen=True, slots=True)
-class ChatSettings:
-    """A chat's own defaults; None means "use the front-end's / config's default"."""
-
-    aspect_ratio: str | None = None
-    count: int | None = None
-    #: "photo" | "document" | "both"
-    delivery: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    artifact_id: str
-    prompt: str
-    created_at: str
-    job_id: str | None
-    path: str
 
 
 _SETTING_NAMES: Final = frozenset({"aspect_ratio", "count", "delivery"})
@@ -90,6 +70,21 @@ def _set_last(conn: sqlite3.Connection, chat_key: str, artifact_id: str) -> None
         "updated_at = excluded.updated_at",
         (chat_key, artifact_id, utc_timestamp()),
     )
+
+
+def record_history(conn: sqlite3.Connection, chat_key: str, artifacts: Sequence[Artifact]) -> None:
+    """Index ``artifacts`` in the chat's history (idempotent) and make the last one the chat's last
+    image; a step of whichever write transaction records them (``JobLedger.complete_job`` too)."""
+    now = utc_timestamp()
+    conn.executemany(
+        "INSERT INTO artifacts (artifact_id, chat_key, job_id, prompt, path, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (artifact_id) DO UPDATE SET "
+        "chat_key = excluded.chat_key, job_id = excluded.job_id, prompt = excluded.prompt, "
+        "path = excluded.path, created_at = excluded.created_at",
+        [(a.id, chat_key, a.job_id, a.prompt, a.path, a.created_at or now) for a in artifacts],
+    )
+    if artifacts:
+        _set_last(conn, chat_key, artifacts[-1].id)
 
 
 def _used(conn: sqlite3.Connection, user_key: str, day: str) -> int:
@@ -139,26 +134,7 @@ class ChatState:
     async def record_artifacts(self, chat_key: str, artifacts: Sequence[Artifact]) -> None:
         """Index stored images for /history and make the last one given the chat's last image."""
         if artifacts:
-            await self._db.run(self.recording(chat_key, artifacts))
-
-    @staticmethod
-    def recording(chat_key: str, artifacts: Sequence[Artifact]) -> Callable[[sqlite3.Connection], None]:
-        """``record_artifacts`` as a transaction step, to run inside another write (the job's)."""
-        now = utc_timestamp()
-        rows = [(a.id, chat_key, a.job_id, a.prompt, a.path, a.created_at or now) for a in artifacts]
-
-        def step(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO artifacts (artifact_id, chat_key, job_id, prompt, path, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (artifact_id) DO UPDATE SET "
-                "chat_key = excluded.chat_key, job_id = excluded.job_id, prompt = excluded.prompt, "
-                "path = excluded.path, created_at = excluded.created_at",
-                rows,
-            )
-            if artifacts:
-                _set_last(conn, chat_key, artifacts[-1].id)
-
-        return step
+            await self._db.run(lambda conn: record_history(conn, chat_key, artifacts))
 
     async def history(self, chat_key: str | None, limit: int = 10) -> list[HistoryEntry]:
         """Recorded images, newest (last recorded) first; ``chat_key=None`` lists every chat."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any, ClassVar, Final, Literal
 
 from core.errors import ConfigError
+from core.payloads import DecodedBase64
 from core.provider import Capabilities, ProviderRequest, ProviderResult
 from providers.base import GPT_IMAGE_SIZES, HttpProvider, ratio_size
 
 __all__ = ["AIHubMixProvider", "Hit", "find_images", "model_path"]
 
 #: One image found in a response: base64 to decode, or a data:/http(s) URL.
-Hit = tuple[Literal["b64", "url"], str]
+Hit = tuple[Literal["b64", "url"], str | DecodedBase64]
 
 _B64_KEYS: Final = ("bytesBase64", "bytes_base64", "base64")
 _NESTED_KEYS: Final = ("images", "image", "output")
@@ -55,14 +56,17 @@ def _walk(node: Any, hits: list[Hit], depth: int) -> None:
     elif isinstance(node, str):
         if node.startswith(("data:image/", "http://", "https://")):
             hits.append(("url", node))
+    elif isinstance(node, DecodedBase64):
+        if node.mime is not None:  # a data URL; bare base64 is not an image here, as a short string is not
+            hits.append(("url", node))
     elif isinstance(node, dict):
         b64_json = node.get("b64_json")
-        if isinstance(b64_json, str):
+        if isinstance(b64_json, str | DecodedBase64):
             hits.append(("b64", b64_json))
         elif b64_json is not None:
             _walk(b64_json, hits, depth + 1)
         raw = next((node[key] for key in _B64_KEYS if node.get(key)), None)
-        if isinstance(raw, str):
+        if isinstance(raw, str | DecodedBase64):
             hits.append(("b64", raw))
         holder = node.get("image_url") or node.get("imageUrl")
         if holder:
@@ -85,7 +89,6 @@ class AIHubMixProvider(HttpProvider):
 
     def capabilities(self, model: str) -> Capabilities:
         return _CAPABILITIES
-
 
     def body(self, request: ProviderRequest) -> dict[str, Any]:
         inner: dict[str, Any] = {

@@ -1,5 +1,9 @@
 """HttpProvider: what every adapter shares. Request helpers, the one HTTP-status → error mapping,
-payload decoding straight to bytes, and the capability lookup. Adapters add only their wire format."""
+payload decoding straight to bytes, and the capability lookup. Adapters add only their wire format.
+
+An answer's image strings are base64 text, data URLs or http(s) URLs, or (when long) a DecodedBase64 that
+``send()`` decoded while parsing (core/payloads.py); the ``decode_*`` and ``image_from_string`` helpers take
+both, so an adapter checks for ``str | DecodedBase64`` where it would check for a string."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any, ClassVar
 import httpx
 
 from core.config import ProviderConfig
+from core.download import ImageDownloader
 from core.errors import (
     AuthFailed,
     BadImage,
@@ -25,8 +30,8 @@ from core.errors import (
     RateLimited,
 )
 from core.images import sniff_mime
-from core.net import ImageDownloader, parse_retry_after, redact
-from core.payloads import blob_for, loads_with_blobs, use_blobs
+from core.net import parse_retry_after, redact
+from core.payloads import DecodedBase64, parse_json
 from core.provider import Capabilities, ProviderRequest, ProviderResult
 
 __all__ = [
@@ -227,7 +232,8 @@ class HttpProvider:
         return [s for s in (self.api_key, *self.config.extra_headers.values()) if s]
 
     async def send(self, method: str, url: str, **kwargs: Any) -> Any:
-        """Send one request and return its JSON body, or raise the matching PixbotError.
+        """Send one request and return its JSON body (long base64 strings as DecodedBase64), or raise the
+        matching PixbotError.
 
         The timeout bounds the whole exchange, not just each read: httpx's timeouts are per phase, so
         a body trickled a few bytes at a time would otherwise hold the slot until the job's deadline.
@@ -250,9 +256,8 @@ class HttpProvider:
                                       provider=self.name) from exc
         try:
             if len(body) > _PARSE_INLINE_BYTES:
-                data, blobs = await asyncio.to_thread(loads_with_blobs, body)
-            else:
-                data, blobs = loads_with_blobs(body)
+                return await asyncio.to_thread(parse_json, body)
+            return parse_json(body)
         except ValueError:
             text = bytes(body[:1000]).decode("utf-8", "replace")
             raise ProviderUnavailable(
@@ -260,8 +265,6 @@ class HttpProvider:
                 detail=f"{self.name}: non-JSON body: {redact(text, self._secrets(), limit=200)}",
                 provider=self.name,
             ) from None
-        use_blobs(blobs)
-        return data
 
     async def _read_body(self, response: httpx.Response) -> bytearray:
         """Collect the body into one growing buffer (no chunk list + join copy), capped: an image
@@ -290,35 +293,53 @@ class HttpProvider:
         return data
 
     # -- payloads ----------------------------------------------------------------------------
-    def decode_b64(self, payload: str) -> bytes:
-        """Strict base64 → image bytes, checked by magic bytes (the provider's claimed type is ignored)."""
-        data = blob_for(payload)
+    def decode_b64(self, payload: str | DecodedBase64) -> bytes:
+        """Strict bare base64 → image bytes, checked by magic bytes (the provider's claimed type is ignored)."""
+        if isinstance(payload, DecodedBase64):
+            if payload.mime is not None:  # a data URL where bare base64 belongs, refused as its text would be
+                raise self._broken("payload was not valid base64")
+            return self._image(payload.data)
         try:
-            if data is None:
-                cleaned = _WHITESPACE.sub("", payload) if _WHITESPACE.search(payload) else payload
-                data = binascii.a2b_base64(cleaned, strict_mode=True)
+            cleaned = _WHITESPACE.sub("", payload) if _WHITESPACE.search(payload) else payload
+            data = binascii.a2b_base64(cleaned, strict_mode=True)
         except (binascii.Error, ValueError):
-            raise BadImage("The image service sent a broken image.",
-                           detail=f"{self.name}: payload was not valid base64", provider=self.name) from None
+            raise self._broken("payload was not valid base64") from None
+        return self._image(data)
+
+    def decode_data_url(self, url: str | DecodedBase64) -> bytes:
+        """A base64 ``data:image/...`` URL → image bytes (checked like ``decode_b64``)."""
+        if isinstance(url, DecodedBase64):
+            if url.mime is None:
+                raise self._broken("expected a base64 image data URL")
+            return self._image(url.data)
+        match = _DATA_URL.match(url.strip())
+        if not match:
+            raise self._broken("expected a base64 image data URL")
+        return self.decode_b64(match[2])
+
+    def decode_inline(self, value: str | DecodedBase64) -> bytes:
+        """An image given inline either way: a ``data:`` URL or bare base64."""
+        is_url = value.mime is not None if isinstance(value, DecodedBase64) else value.lstrip().startswith("data:")
+        return self.decode_data_url(value) if is_url else self.decode_b64(value)
+
+    def _image(self, data: bytes) -> bytes:
         if sniff_mime(data) is None:
             raise BadImage("The image service sent something that is not an image.",
                            detail=f"{self.name}: payload was not a supported image", provider=self.name)
         return data
 
-    def decode_data_url(self, url: str) -> bytes:
-        match = _DATA_URL.match(url.strip())
-        if not match:
-            raise BadImage("The image service sent a broken image.",
-                           detail=f"{self.name}: expected a base64 image data URL", provider=self.name)
-        return self.decode_b64(match[2])
+    def _broken(self, why: str) -> BadImage:
+        return BadImage("The image service sent a broken image.", detail=f"{self.name}: {why}", provider=self.name)
 
     async def download(self, url: str) -> bytes:
         if self.downloader is None:
             raise ProviderUnavailable(detail=f"{self.name}: no downloader for {url[:80]}", provider=self.name)
         return await self.downloader.fetch(url)
 
-    async def image_from_string(self, value: str) -> bytes | None:
-        """A data URL, an http(s) URL (downloaded) or raw base64; None for anything else."""
+    async def image_from_string(self, value: str | DecodedBase64) -> bytes | None:
+        """A data URL (decoded) or an http(s) URL (downloaded); None for anything else, bare base64 included."""
+        if isinstance(value, DecodedBase64):
+            return self.decode_data_url(value) if value.mime is not None else None
         value = value.strip()
         if value.startswith("data:image/"):
             return self.decode_data_url(value)
@@ -363,15 +384,13 @@ async def openai_images(provider: HttpProvider, data: Mapping[str, Any]) -> list
         if not isinstance(item, dict):
             continue
         candidates = (item.get("b64_json"), item.get("base64"))
-        payload = next((v for v in candidates if isinstance(v, str) and v.strip()), None)
+        payload = next((v for v in candidates if isinstance(v, DecodedBase64) or (isinstance(v, str) and v.strip())),
+                       None)
         if payload is not None:
-            if payload.lstrip().startswith("data:"):
-                images.append(provider.decode_data_url(payload))
-            else:
-                images.append(provider.decode_b64(payload))
+            images.append(provider.decode_inline(payload))
             continue
         url = item.get("url")
-        if isinstance(url, str):
+        if isinstance(url, str | DecodedBase64):
             image = await provider.image_from_string(url)
             if image is not None:
                 images.append(image)

@@ -7,14 +7,14 @@ from typing import Any, ClassVar
 from core.errors import ConfigError
 from core.provider import Capabilities, ProviderRequest, ProviderResult
 from providers.base import GPT_IMAGE_SIZES, HttpProvider, gpt_size_for_ratio, openai_images
-from providers.openai import edit_files, form_fields, multipart_headers
+from providers.openai import MAX_EDIT_IMAGES, edit_files, form_fields, multipart_headers
 
 __all__ = ["CustomProvider", "custom_size"]
 
 _CAPABILITIES = Capabilities(
     ratios=frozenset(GPT_IMAGE_SIZES),
     sizes=None,
-    max_references=16,
+    max_references=MAX_EDIT_IMAGES,  # edits go to an OpenAI-style /images/edits
     size_overrides_ratio=True,
     ratio_fallback="1:1 (1024x1024)",
     size_fallback="the size for the aspect ratio",

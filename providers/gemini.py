@@ -17,6 +17,7 @@ from core.errors import (
     RateLimited,
     Unsupported,
 )
+from core.payloads import DecodedBase64
 from core.provider import Capabilities, ProviderRequest, ProviderResult
 from providers.base import HttpProvider, error_for_response, http_error_detail
 
@@ -118,7 +119,7 @@ class GeminiProvider(HttpProvider):
             if not isinstance(prediction, dict):
                 continue
             payload = prediction.get("bytesBase64Encoded")
-            if isinstance(payload, str) and payload:
+            if isinstance(payload, str | DecodedBase64) and payload:
                 images.append(self.decode_b64(payload))
             elif isinstance(prediction.get("raiFilteredReason"), str):
                 filtered.append(prediction["raiFilteredReason"])
@@ -183,7 +184,7 @@ class GeminiProvider(HttpProvider):
                 if isinstance(part.get("text"), str):
                     texts.append(part["text"])
                 inline = part.get("inlineData") or part.get("inline_data")
-                if isinstance(inline, dict) and isinstance(inline.get("data"), str) and inline["data"]:
+                if isinstance(inline, dict) and isinstance(inline.get("data"), str | DecodedBase64) and inline["data"]:
                     images.append(self.decode_b64(inline["data"]))
         return images, texts, reasons
 

@@ -17,6 +17,7 @@ from core.errors import (
     RateLimited,
 )
 from core.net import redact
+from core.payloads import DecodedBase64
 from core.provider import Capabilities, ProviderRequest, ProviderResult
 from providers.base import HttpProvider, classify_message
 
@@ -119,7 +120,7 @@ class MiniMaxProvider(HttpProvider):
         payloads = inner.get("image_base64") if isinstance(inner, dict) else None
         if not isinstance(payloads, list):
             payloads = []
-        images = [self.decode_b64(p) for p in payloads if isinstance(p, str) and p]
+        images = [self.decode_b64(p) for p in payloads if isinstance(p, str | DecodedBase64) and p]
         if not images and _failed_count(data) > 0:
             raise ContentPolicy(detail="minimax: every image was withheld (metadata.failed_count)",
                                 provider=self.name)

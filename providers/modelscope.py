@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Final
 import httpx
 
 from core.config import ProviderConfig
+from core.download import ImageDownloader
 from core.errors import (
     ConfigError,
     PixbotError,
@@ -20,7 +21,8 @@ from core.errors import (
     RateLimited,
     Unsupported,
 )
-from core.net import ImageDownloader, redact
+from core.net import redact
+from core.payloads import DecodedBase64
 from core.provider import Capabilities, ProviderRequest, ProviderResult
 from providers.base import HttpProvider, classify_message, error_for_response, http_error_detail, ratio_size
 
@@ -111,7 +113,7 @@ class ModelScopeProvider(HttpProvider):
         images: list[bytes] = []
         outputs = data.get("output_images")
         for item in outputs if isinstance(outputs, list) else []:
-            image = await self.image_from_string(item) if isinstance(item, str) else None
+            image = await self.image_from_string(item) if isinstance(item, str | DecodedBase64) else None
             if image is not None:
                 images.append(image)
         return self.result(images, data)

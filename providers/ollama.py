@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Final
 import httpx
 
 from core.errors import PixbotError, Unsupported
+from core.payloads import DecodedBase64
 from core.provider import Capabilities, ProviderRequest, ProviderResult
 from providers.base import HttpProvider, error_for_response, http_error_detail
 
@@ -92,10 +93,8 @@ class OllamaProvider(HttpProvider):
         if isinstance(value, list):
             for item in value:
                 self._collect(item, into)
-        elif isinstance(value, str) and value.strip():
-            value = value.strip()
-            is_url = value.startswith("data:image/")
-            into.append(self.decode_data_url(value) if is_url else self.decode_b64(value))
+        elif isinstance(value, DecodedBase64) or (isinstance(value, str) and value.strip()):
+            into.append(self.decode_inline(value))
 
     def error_for(self, response: httpx.Response) -> PixbotError:
         return error_for_response(self.name, response, self._secrets(), text=http_error_detail(response))

@@ -12,7 +12,7 @@ from core.errors import ConfigError, Unsupported
 from core.provider import Capabilities, ProviderRequest, ProviderResult, ReferenceImage
 from providers.base import GPT_IMAGE_SIZES, HttpProvider, openai_images
 
-__all__ = ["OpenAIProvider", "edit_files", "form_fields", "multipart_headers", "openai_size"]
+__all__ = ["MAX_EDIT_IMAGES", "OpenAIProvider", "edit_files", "form_fields", "multipart_headers", "openai_size"]
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ _DALLE3_SIZES: Final[dict[str, str]] = {
     "3:4": "1024x1792",
 }
 #: OpenAI's GPT-image edits accept up to 16 input images.
-_MAX_EDIT_IMAGES: Final = 16
+MAX_EDIT_IMAGES: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +123,7 @@ class OpenAIProvider(HttpProvider):
             ratios=frozenset(family.ratios),
             sizes=family.sizes,
             pixel_sizes_only=family.sizes is None,
-            max_references=_MAX_EDIT_IMAGES if family.gpt_image else 0,
+            max_references=MAX_EDIT_IMAGES if family.gpt_image else 0,
             size_overrides_ratio=True,
             ratio_fallback="1:1 (1024x1024)",
             size_fallback="the size for the aspect ratio",

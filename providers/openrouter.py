@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
 from core.errors import ConfigError, ContentPolicy
+from core.payloads import DecodedBase64
 from core.provider import Capabilities, ProviderRequest, ProviderResult
 from providers.base import HttpProvider
 
@@ -30,18 +31,18 @@ _CAPABILITIES = Capabilities(
 )
 
 
-def _image_urls(message: dict[str, Any]) -> list[str]:
+def _image_urls(message: dict[str, Any]) -> list[str | DecodedBase64]:
     """``message.images[].image_url.url`` (or camelCase ``imageUrl``) strings."""
     images = message.get("images")
     if not isinstance(images, list):
         return []
-    urls: list[str] = []
+    urls: list[str | DecodedBase64] = []
     for image in images:
         if not isinstance(image, dict):
             continue
         holder = image.get("image_url") or image.get("imageUrl")
         url = holder.get("url") if isinstance(holder, dict) else None
-        if isinstance(url, str):
+        if isinstance(url, str | DecodedBase64):
             urls.append(url)
     return urls
 
@@ -67,7 +68,6 @@ class OpenRouterProvider(HttpProvider):
 
     def capabilities(self, model: str) -> Capabilities:
         return _CAPABILITIES
-
 
     def body(self, request: ProviderRequest) -> dict[str, Any]:
         content: str | list[dict[str, Any]] = request.prompt

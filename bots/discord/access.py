@@ -1,23 +1,21 @@
-"""Who may use the Discord bot (allowFrom, allowGuilds, allowRoles) and the shutdown gate; no Discord I/O
-beyond the one refusal it sends."""
+"""Who may use the Discord bot (allowFrom, allowGuilds, allowRoles), and no new gestures once a shutdown
+has begun; no Discord I/O beyond the one refusal it sends."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from typing import Protocol
+from collections.abc import Iterable
 
 import discord
 
+from bots.chat.inflight import Inflight
+from bots.chat.wording import RESTARTING
 from core.config import DiscordConfig
 
-__all__ = ["RESTARTING", "Gate", "Interruptible", "refusal"]
+__all__ = ["Gate", "refusal"]
 
 log = logging.getLogger(__name__)
 
-RESTARTING = "The bot is restarting. Try again in a minute."
 _NOT_HERE = "This bot is not enabled in this server."
 _NO_DMS = "This bot only works in its servers, not in direct messages."
 _NO_ROLE = "You need one of this server's image roles to use this bot."
@@ -45,23 +43,15 @@ def _role_ids(user: discord.abc.User) -> list[int]:
     return [role.id for role in user.roles] if isinstance(user, discord.Member) else []
 
 
-class Interruptible(Protocol):
-    async def interrupted(self) -> None:
-        """Tell the person their request was cut short by a shutdown."""
-
-
 class Gate:
-    """Admission for every gesture, and the count of gestures in flight so shutdown can wait for them."""
+    """Admission for every gesture: access, and no new work once the shutdown has begun."""
 
-    def __init__(self, settings: DiscordConfig) -> None:
+    def __init__(self, settings: DiscordConfig, inflight: Inflight) -> None:
         self.settings = settings
-        self.closing = False
-        self._active: dict[Interruptible, asyncio.Task[object] | None] = {}
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.inflight = inflight
 
     def check(self, user: discord.abc.User, guild_id: int | None) -> str | None:
-        if self.closing:
+        if self.inflight.closing:
             return RESTARTING
         return refusal(self.settings, user.id, guild_id, _role_ids(user))
 
@@ -76,27 +66,3 @@ class Gate:
         except discord.HTTPException as exc:
             log.warning("could not send a refusal: %s", exc)
         return False
-
-    @asynccontextmanager
-    async def track(self, answer: Interruptible) -> AsyncIterator[None]:
-        self._active[answer] = asyncio.current_task()
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._active.pop(answer, None)
-            if not self._active:
-                self._idle.set()
-
-    async def drain(self, grace: float) -> None:
-        """Wait up to ``grace`` s for gestures in flight. Those left over are told, then cancelled (their
-        images, if any arrive, are delivered by the next start) so none runs on against a closed client."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), grace)
-        except TimeoutError:
-            left = dict(self._active)
-            log.info("%d Discord requests still running at shutdown", len(left))
-            await asyncio.gather(*(answer.interrupted() for answer in left), return_exceptions=True)
-            for task in left.values():
-                if task is not None and task is not asyncio.current_task():
-                    task.cancel()

@@ -8,11 +8,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bots.discord.answers import InteractionAnswer
 from bots.discord.buttons import ResultButton
 from bots.discord.commands import ImageCommands
 from bots.discord.context import Context, context_of
 from bots.discord.gestures import EditGestures
+from bots.discord.surface import InteractionSurface
 from core.errors import PixbotError
 
 __all__ = ["GatedTree", "PixbotBot", "sync_commands"]
@@ -31,8 +31,9 @@ class GatedTree(app_commands.CommandTree[discord.Client]):
         cause = getattr(error, "original", error)
         log.error("command %s failed", interaction.command and interaction.command.qualified_name,
                   exc_info=cause)
-        text = str(cause) if isinstance(cause, PixbotError) else PixbotError.default_message
-        await InteractionAnswer(interaction).refuse(text)  # ephemeral first response, or edits the defer
+        text = cause.public_message if isinstance(cause, PixbotError) else PixbotError.default_message
+        ctx = context_of(self.client)
+        await InteractionSurface(ctx.service, interaction).tell(text)  # ephemeral first response, or edits the defer
 
 
 class PixbotBot(commands.Bot):

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import discord
 
+from bots.chat import ChatFlow
 from bots.discord.access import Gate
 from core.config import AppConfig
 from core.models import ChatRef
 from core.service import ImageService
 
-__all__ = ["PLATFORM", "Click", "ClickHandler", "Context", "chat_of", "context_of", "origin_of"]
+__all__ = ["PLATFORM", "Click", "ClickHandler", "Context", "chat_of", "context_of"]
 
 PLATFORM = "discord"
 
@@ -34,6 +34,7 @@ ClickHandler = Callable[[discord.Interaction, Click], Awaitable[None]]
 class Context:
     config: AppConfig
     service: ImageService
+    flow: ChatFlow
     gate: Gate
     #: Runs a button's action; set by the bot (the buttons module cannot import the flows without a cycle).
     on_click: ClickHandler
@@ -52,11 +53,3 @@ def context_of(client: discord.Client) -> Context:
 def chat_of(channel_id: int | None, user: discord.abc.User) -> ChatRef:
     """Discord chats are channels (so everyone there shares the last image); the user keys quotas."""
     return ChatRef(PLATFORM, str(channel_id if channel_id is not None else user.id), str(user.id))
-
-
-def origin_of(channel_id: int | None, user: discord.abc.User, reply_to: int | None = None) -> dict[str, Any]:
-    """What a later process needs to deliver this job: where, to whom, and which message to answer."""
-    origin: dict[str, Any] = {"channel_id": str(channel_id), "user_id": str(user.id)}
-    if reply_to is not None:
-        origin["reply_to"] = str(reply_to)
-    return origin

@@ -10,12 +10,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bots.discord.answers import MessageAnswer
+from bots.chat import Ask
 from bots.discord.context import Context, chat_of
-from bots.discord.flow import run_job
 from bots.discord.modals import PromptModal
-from bots.discord.targets import edit_of_message, has_image, image_count, reply_request
-from core.models import ImageRequest
+from bots.discord.surface import InteractionSurface, MessageSurface
+from bots.discord.targets import has_image, image_count, message_ask, reply_ask
 
 __all__ = ["MENU_NAME", "EditGestures"]
 
@@ -39,7 +38,14 @@ class EditGestures(commands.Cog):
         if not await has_image(self.ctx, chat_of(interaction.channel_id, interaction.user).key, message):
             await interaction.response.send_message(_NO_IMAGE, ephemeral=True)
             return
-        await interaction.response.send_modal(PromptModal(edit_of_message(message), images=image_count(message)))
+
+        async def on_prompt(_: discord.Interaction, surface: InteractionSurface, prompt: str, number: int) -> None:
+            async def build() -> Ask:
+                return await message_ask(self.ctx, surface.chat.key, message, prompt, number)
+
+            await self.ctx.flow.run(surface, build)
+
+        await interaction.response.send_modal(PromptModal(on_prompt, images=image_count(message)))
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -48,17 +54,17 @@ class EditGestures(commands.Cog):
             return
         if not any(user.id == me.id for user in message.mentions):
             return
-        answer = MessageAnswer(message)
+        surface = MessageSurface(self.ctx.service, message)
         refusal = self.ctx.gate.check(message.author, message.guild.id if message.guild else None)
         if refusal is not None:
-            await answer.refuse(refusal)
+            await surface.tell(refusal)
             return
         prompt = re.sub(rf"<@!?{me.id}>", "", message.content).strip()
         if not prompt:
-            await answer.refuse(_HINT.format(name=me.display_name))
+            await surface.tell(_HINT.format(name=me.display_name))
             return
 
-        async def build() -> ImageRequest:
-            return await reply_request(self.ctx, message, prompt, me.id)
+        async def build() -> Ask:
+            return await reply_ask(self.ctx, surface.chat.key, message, prompt, me.id)
 
-        await run_job(self.ctx, answer, build)
+        await self.ctx.flow.run(surface, build)

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator
 from typing import Literal
 
 import aiohttp
@@ -16,16 +16,17 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
+from bots.chat import ChatFlow
 from bots.discord.access import Gate
 from bots.discord.bot import PixbotBot
 from bots.discord.clicks import handle_click
 from bots.discord.context import PLATFORM, Context
-from bots.discord.delivery import deliver_pending
+from bots.discord.surface import ChannelSurface, channel_surface
 from core.config import AppConfig, DiscordConfig
 from core.errors import ConfigError
-from core.jobs import JobRecord
-from core.models import Artifact
+from core.models import Artifact, ChatRef
 from core.service import ImageService
+from core.stores import JobRecord
 
 __all__ = ["SHUTDOWN_GRACE_S", "configure_endpoints", "run_discord"]
 
@@ -60,7 +61,8 @@ async def run_discord(config: AppConfig, service: ImageService, stop: asyncio.Ev
         raise ConfigError("bots.discord.token is not set (or set DISCORD_BOT_TOKEN).")
     configure_endpoints(settings)
     pending: Pending = await service.pending_deliveries(PLATFORM)  # before any new job can join the list
-    ctx = Context(config, service, Gate(settings), on_click=handle_click)
+    flow = ChatFlow(service)
+    ctx = Context(config, service, flow, Gate(settings, flow.inflight), on_click=handle_click)
     message_content, sync = True, True
     while True:
         bot = PixbotBot(ctx, message_content=message_content, sync=sync)
@@ -91,6 +93,7 @@ async def _run_bot(bot: PixbotBot, token: str, ctx: Context, stop: asyncio.Event
     gateway = asyncio.create_task(bot.connect(reconnect=True), name="discord-gateway")
     stopping = asyncio.create_task(stop.wait(), name="discord-stop")
     catching_up = asyncio.create_task(_deliver_pending(bot, ctx, pending), name="discord-pending")
+    ctx.flow.inflight.add(catching_up, None)  # the shutdown lets a delivery in progress finish
     try:
         await asyncio.wait({gateway, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if gateway.done():
@@ -114,12 +117,8 @@ async def _run_bot(bot: PixbotBot, token: str, ctx: Context, stop: asyncio.Event
 
 async def _shut_down(bot: PixbotBot, ctx: Context) -> None:
     """Refuse new gestures, let running jobs finish and be delivered (within the grace), then close."""
-    ctx.gate.closing = True
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SHUTDOWN_GRACE_S
-    idle = await ctx.service.wait_idle(SHUTDOWN_GRACE_S)
-    await ctx.gate.drain(max(0.5, deadline - loop.time()))
-    log.info("Discord front-end stopping (%s)", "idle" if idle else "jobs still running")
+    await ctx.flow.drain(SHUTDOWN_GRACE_S)
+    log.info("Discord front-end stopping")
     await bot.close()
 
 
@@ -129,13 +128,15 @@ async def _deliver_pending(bot: discord.Client, ctx: Context, pending: Pending) 
         return
     await bot.wait_until_ready()
     log.info("delivering %d Discord jobs left from the last run", len(pending))
+
+    async def surface_for(record: JobRecord) -> ChannelSurface | None:
+        return await channel_surface(bot, ctx.service, ChatRef.from_keys(record.chat_key, record.user_key),
+                                     record.origin)
+
+    await ctx.flow.deliver_pending(_consume(pending), surface_for)
+
+
+def _consume(pending: Pending) -> Iterator[tuple[JobRecord, list[Artifact]]]:
+    """Each job leaves the list as it is taken, so a reconnect (intents fallback) never posts it twice."""
     while pending:
-        record, artifacts = pending.pop(0)
-        await _deliver_one(bot, ctx, record, artifacts)
-
-
-async def _deliver_one(bot: discord.Client, ctx: Context, record: JobRecord, artifacts: Sequence[Artifact]) -> None:
-    try:
-        await deliver_pending(bot, ctx, record, artifacts)
-    except Exception:
-        log.exception("job %s: delivery after restart failed", record.id)
+        yield pending.pop(0)

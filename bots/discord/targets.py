@@ -1,40 +1,34 @@
 """Which image a Discord gesture means, as core References: attachments (downloaded), a message we posted
-(its artifact), someone else's image (downloaded), or the chat's last image; and "Again" requests."""
+(its artifact), someone else's image (downloaded), or the chat's last image."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import PurePath
 
 import discord
 
-from bots.discord.context import Context, chat_of, context_of, origin_of
-from core.artifacts import is_artifact_id
+from bots.chat import Ask
+from bots.discord.context import Context
 from core.errors import BadImage, InvalidRequest
-from core.models import ImageRequest, Reference
+from core.images import IMAGE_SUFFIXES
+from core.models import Reference
 
 __all__ = [
-    "EditBuild",
-    "again_request",
     "download",
-    "edit_of_artifact",
-    "edit_of_message",
     "has_image",
     "image_attachments",
     "image_count",
+    "message_ask",
     "message_image",
     "message_key",
-    "reply_request",
+    "reply_ask",
     "shown",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Turns a modal's prompt and chosen image number (1-based) into the edit request.
-EditBuild = Callable[[discord.Interaction, str, int], Awaitable[ImageRequest]]
-
-_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
 _CANNOT_SEE = ("I cannot see the image in that message: this bot runs without Discord's Message Content "
                "intent. Use the **Edit image…** menu on the message instead (right-click → Apps).")
 _GONE = "The message you replied to is gone. Reply to an image, or attach one."
@@ -46,7 +40,7 @@ def image_attachments(message: discord.Message) -> list[discord.Attachment]:
 
 def _is_image(attachment: discord.Attachment) -> bool:
     ctype = (attachment.content_type or "").partition(";")[0].strip()
-    return ctype.startswith("image/") or PurePath(attachment.filename).suffix.lower() in _IMAGE_SUFFIXES
+    return ctype.startswith("image/") or PurePath(attachment.filename).suffix.lower() in IMAGE_SUFFIXES
 
 
 async def download(attachment: discord.Attachment, max_bytes: int) -> Reference:
@@ -68,7 +62,7 @@ async def download(attachment: discord.Attachment, max_bytes: int) -> Reference:
 async def has_image(ctx: Context, chat_key: str, message: discord.Message) -> bool:
     if image_attachments(message):
         return True
-    return await ctx.service.state.artifact_for_message(chat_key, str(message.id)) is not None
+    return await ctx.service.image_for_message(chat_key, message_key(message.id)) is not None
 
 
 def message_key(message_id: int | str, number: int = 1) -> str:
@@ -89,7 +83,7 @@ def image_count(message: discord.Message) -> int:
 async def message_image(ctx: Context, chat_key: str, message: discord.Message, number: int = 1) -> Reference | None:
     """The ``number``-th image a message shows: our artifact when we posted it (exact, lossless), else that
     image attachment, downloaded; None when it has neither."""
-    artifact_id = await ctx.service.state.artifact_for_message(chat_key, message_key(message.id, number))
+    artifact_id = await ctx.service.image_for_message(chat_key, message_key(message.id, number))
     if artifact_id is not None:
         return Reference(artifact_id=artifact_id)
     attachments = image_attachments(message)
@@ -101,26 +95,24 @@ async def message_image(ctx: Context, chat_key: str, message: discord.Message, n
     return await download(attachments[number - 1], ctx.config.limits.max_reference_bytes)
 
 
-async def reply_request(ctx: Context, message: discord.Message, prompt: str, bot_id: int) -> ImageRequest:
+async def reply_ask(ctx: Context, chat_key: str, message: discord.Message, prompt: str, bot_id: int) -> Ask:
     """The reply gesture: images attached to the message; else the image it replies to; else (a reply to
     an image-less message) the chat's last image. A mention with neither generates."""
-    chat = chat_of(message.channel.id, message.author)
-    origin = origin_of(message.channel.id, message.author, reply_to=message.id)
     limit = ctx.config.limits.max_reference_bytes
     attached = [await download(a, limit) for a in image_attachments(message)]
     if attached:
-        return ImageRequest(prompt, chat, tuple(attached), mode="auto", origin=origin)
+        return Ask(prompt, "auto", tuple(attached), _label(attached))
     if message.reference is None or message.reference.message_id is None:
-        return ImageRequest(prompt, chat, mode="auto", origin=origin)
+        return Ask(prompt, "auto")
     replied = await _replied_message(message)
     if replied is None:
         raise InvalidRequest(_GONE)
-    target = await message_image(ctx, chat.key, replied)
+    target = await message_image(ctx, chat_key, replied)
     if target is not None:
-        return ImageRequest(prompt, chat, (target,), mode="edit", origin=origin)
+        return Ask(prompt, "edit", (target,), _label([target]))
     if not ctx.message_content and replied.author.id != bot_id:
         raise InvalidRequest(_CANNOT_SEE)
-    return ImageRequest(prompt, chat, mode="edit", origin=origin)
+    return Ask(prompt, "edit")
 
 
 async def _replied_message(message: discord.Message) -> discord.Message | None:
@@ -136,50 +128,14 @@ async def _replied_message(message: discord.Message) -> discord.Message | None:
         return None
 
 
-async def again_request(ctx: Context, artifact_id: str, interaction: discord.Interaction,
-                        ratio: str | None = None) -> ImageRequest:
-    """The request that made `artifact_id`, again (optionally in another aspect ratio), as the clicker's."""
-    artifact = await ctx.service.store.get(artifact_id)
-    if artifact is None:
-        raise InvalidRequest("That image is no longer stored, so its request cannot be repeated.")
-    record = await ctx.service.jobs.get(artifact.job_id) if artifact.job_id else None
-    asked = record.request if record is not None else {}
-    sources = [_source_reference(s) for s in artifact.source_images if not s.startswith("upload:")]
-    if len(sources) < len(artifact.source_images) and not sources:
-        raise InvalidRequest("This image was made from an upload that is not kept. Use ✏️ Edit on it instead.")
-    count = asked.get("count")
-    return ImageRequest(
-        artifact.prompt, chat_of(interaction.channel_id, interaction.user), tuple(sources),
-        aspect_ratio=ratio or asked.get("aspect_ratio"), size=asked.get("size"),
-        count=count if isinstance(count, int) else None,
-        mode="edit" if sources else "generate", origin=origin_of(interaction.channel_id, interaction.user))
+async def message_ask(ctx: Context, chat_key: str, target: discord.Message, prompt: str, number: int) -> Ask:
+    """**Edit image…**: the chosen image of the message the menu was used on (resolved when submitted)."""
+    reference = await message_image(ctx, chat_key, target, number)
+    if reference is None:
+        raise InvalidRequest("That message has no image to edit.")
+    return Ask(prompt, "edit", (reference,), _label([reference]))
 
 
-def _source_reference(source: str) -> Reference:
-    """A stored source image by its artifact id (so the answer can name it), else by its path."""
-    stem = PurePath(source).stem
-    return Reference(artifact_id=stem) if is_artifact_id(stem) else Reference(path=source)
-
-
-def edit_of_artifact(artifact_id: str) -> EditBuild:
-    """For ✏️ Edit: the prompt from the modal edits exactly that stored image."""
-    async def build(interaction: discord.Interaction, prompt: str, number: int) -> ImageRequest:
-        return ImageRequest(prompt, chat_of(interaction.channel_id, interaction.user),
-                            (Reference(artifact_id=artifact_id),), mode="edit",
-                            origin=origin_of(interaction.channel_id, interaction.user))
-
-    return build
-
-
-def edit_of_message(target: discord.Message) -> EditBuild:
-    """For **Edit image…**: the chosen image of the message the menu was used on (resolved when submitted)."""
-    async def build(interaction: discord.Interaction, prompt: str, number: int) -> ImageRequest:
-        ctx = context_of(interaction.client)
-        chat = chat_of(interaction.channel_id, interaction.user)
-        reference = await message_image(ctx, chat.key, target, number)
-        if reference is None:
-            raise InvalidRequest("That message has no image to edit.")
-        return ImageRequest(prompt, chat, (reference,), mode="edit",
-                            origin=origin_of(interaction.channel_id, interaction.user))
-
-    return build
+def _label(references: Sequence[Reference]) -> str:
+    """How the answer names the edited images: our images by id, a user's by file name."""
+    return ", ".join(r.artifact_id or r.name or "your image" for r in references)

@@ -7,15 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram import Bot, Router
-from aiogram.types import BufferedInputFile, CallbackQuery, ForceReply, InaccessibleMessage, Message, User
+from aiogram.types import CallbackQuery, ForceReply, InaccessibleMessage, Message, User
 from aiogram.utils.formatting import Text, TextMention
 
 from bots.telegram.context import TelegramContext
-from bots.telegram.delivery import Destination, original_filename
 from bots.telegram.keyboards import Again, EditImage, Original, Reratio, decode_ratio
-from bots.telegram.pipeline import run_job
-from bots.telegram.requests import chat_of, repeat
-from core.errors import InvalidRequest
+from bots.telegram.surface import TelegramSurface
 from core.service import ImageService
 
 __all__ = ["make_router"]
@@ -42,32 +39,36 @@ async def _accessible(query: CallbackQuery, note: str) -> Message | None:
     return query.message
 
 
+def _surface(query: CallbackQuery, message: Message, bot: Bot, service: ImageService,
+             tg: TelegramContext) -> TelegramSurface:
+    """Answers the message under the button, on behalf of the person who clicked."""
+    return TelegramSurface.answering(bot, service, tg, message, user_id=query.from_user.id)
+
+
 async def again(query: CallbackQuery, callback_data: Again, bot: Bot, service: ImageService,
                 tg: TelegramContext) -> None:
     if (message := await _accessible(query, "🔁 Again…")) is not None:
-        request = await repeat(service, bot, callback_data.artifact_id, message, query.from_user,
-                               limit=tg.download_limit)
-        await run_job(bot, service, tg, request)
+        await tg.flow.again(_surface(query, message, bot, service, tg), callback_data.artifact_id)
 
 
 async def reratio(query: CallbackQuery, callback_data: Reratio, bot: Bot, service: ImageService,
                   tg: TelegramContext) -> None:
     ratio = decode_ratio(callback_data.ratio)
     if (message := await _accessible(query, f"📐 {ratio}…")) is not None:
-        request = await repeat(service, bot, callback_data.artifact_id, message, query.from_user,
-                               limit=tg.download_limit, ratio=ratio)
-        await run_job(bot, service, tg, request)
+        await tg.flow.again(_surface(query, message, bot, service, tg), callback_data.artifact_id, ratio)
 
 
-async def edit_prompt(query: CallbackQuery, callback_data: EditImage, bot: Bot, service: ImageService) -> None:
+async def edit_prompt(query: CallbackQuery, callback_data: EditImage, bot: Bot, service: ImageService,
+                      tg: TelegramContext) -> None:
     """Ask for the change; the reply to this prompt edits the image (the prompt maps to the artifact)."""
     if (message := await _accessible(query, "✏️ Reply with the change")) is None:
         return
+    surface = _surface(query, message, bot, service, tg)
     artifact_id = callback_data.artifact_id
     sent = await bot.send_message(**_ask(query.from_user, artifact_id),
                                   reply_markup=ForceReply(selective=True, input_field_placeholder="e.g. make it snowy"),
-                                  **Destination(message.chat.id, message.message_id, _thread(message)).kwargs())
-    await service.state.map_messages(chat_of(message).key, [(str(sent.message_id), artifact_id)])
+                                  **surface.dest.kwargs())
+    await service.remember_messages(surface.chat.key, [(str(sent.message_id), artifact_id)])
 
 
 def _ask(user: User, artifact_id: str) -> dict[str, Any]:
@@ -78,25 +79,10 @@ def _ask(user: User, artifact_id: str) -> dict[str, Any]:
 
 async def original(query: CallbackQuery, callback_data: Original, bot: Bot, service: ImageService,
                    tg: TelegramContext) -> None:
-    if (message := await _accessible(query, "📎 Sending the original…")) is None:
-        return
-    artifact = await service.store.get(callback_data.artifact_id)
-    if artifact is None:
-        raise InvalidRequest("That image is no longer stored.")
-    if artifact.bytes > tg.document_limit:
-        raise InvalidRequest(f"The original is {artifact.bytes / 1_048_576:.0f} MB; Telegram takes files up to "
-                             f"{tg.document_limit / 1_048_576:.0f} MB from bots.")
-    data = await service.store.read(artifact)
-    sent = await bot.send_document(document=BufferedInputFile(data, filename=original_filename(artifact)),
-                                   caption=f"{artifact.id} · {artifact.width}×{artifact.height} · original file",
-                                   **Destination(message.chat.id, message.message_id, _thread(message)).kwargs())
-    await service.state.map_messages(chat_of(message).key, [(str(sent.message_id), artifact.id)])
+    if (message := await _accessible(query, "📎 Sending the original…")) is not None:
+        await tg.flow.original(_surface(query, message, bot, service, tg), callback_data.artifact_id)
 
 
 async def stale(query: CallbackQuery) -> None:
     """Buttons from another version of the bot: say so instead of leaving the spinner turning."""
     await query.answer("This button no longer works. Use /help.", show_alert=True)
-
-
-def _thread(message: Message) -> int | None:
-    return message.message_thread_id if message.is_topic_message else None

@@ -7,19 +7,16 @@ from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 
-from bots.telegram.captions import CAPTION_LIMIT, fit_text
+from bots.telegram.captions import TEXT_LIMIT
 from bots.telegram.context import TelegramContext
-from bots.telegram.delivery import Destination, deliver
 from bots.telegram.keyboards import Setting, decode_ratio, ratio_keyboard, settings_keyboard
-from bots.telegram.requests import chat_of
-from core.capabilities import validate_count, validate_ratio
-from core.errors import InvalidRequest
+from bots.telegram.surface import TelegramSurface, chat_of
 from core.service import ImageService
-from core.state import DELIVERY_STYLES, ChatSettings
 
 __all__ = ["help_text", "make_router"]
 
 _HISTORY_MAX = 10
+_SETTINGS_HINT = "Change with the buttons, or e.g. /settings style document · /settings n 2 · /settings reset"
 
 
 def make_router() -> Router:
@@ -51,24 +48,28 @@ def help_text(service: ImageService, group: bool) -> str:
 
 
 def _key(message: Message) -> str:
-    return chat_of(message).key
+    return chat_of(message.chat.id, None).key
 
 
 async def help_command(message: Message, service: ImageService) -> None:
     await message.reply(help_text(service, message.chat.type != "private"))
 
 
-async def ratio_command(message: Message, command: CommandObject, service: ImageService) -> None:
+async def ratio_command(message: Message, command: CommandObject, service: ImageService,
+                        tg: TelegramContext) -> None:
     """``/ratio 16:9`` sets this chat's default; ``/ratio reset`` clears it; ``/ratio`` offers buttons."""
     arg = (command.args or "").strip()
     if not arg:
-        current = (await service.state.settings(_key(message))).aspect_ratio
+        current = (await service.settings(_key(message))).aspect_ratio
         await message.reply(f"This chat's aspect ratio: {current or 'the default'}. Pick one:",
                             reply_markup=ratio_keyboard())
         return
-    ratio = None if arg.lower() in ("reset", "default", "-") else validate_ratio(arg)
-    await service.state.update_settings(_key(message), aspect_ratio=ratio)
-    await message.reply(f"This chat's aspect ratio is now {ratio or 'the default'}.")
+    settings = await tg.flow.change_setting(_key(message), "ar", arg)
+    await message.reply(f"This chat's aspect ratio is now {settings.aspect_ratio or 'the default'}.")
+
+
+async def _describe(tg: TelegramContext, chat_key: str) -> str:
+    return await tg.flow.settings_text(chat_key, delivery_default=tg.settings.delivery) + "\n" + _SETTINGS_HINT
 
 
 async def settings_command(message: Message, command: CommandObject, service: ImageService,
@@ -76,89 +77,35 @@ async def settings_command(message: Message, command: CommandObject, service: Im
     """``/settings`` shows them with buttons; ``/settings n 2``, ``ar 16:9``, ``style document``, ``reset``."""
     parts = (command.args or "").split()
     if parts:
-        name, value = parts[0].lower(), (parts[1] if len(parts) > 1 else "")
-        await _change(service, _key(message), name, value, service.config.image.max_images_per_turn)
-    settings = await service.state.settings(_key(message))
-    await message.reply(_describe(settings, service, tg),
-                        reply_markup=settings_keyboard(service.config.image.max_images_per_turn))
+        await tg.flow.change_setting(_key(message), parts[0], parts[1] if len(parts) > 1 else "")
+    await message.reply(await _describe(tg, _key(message)), reply_markup=settings_keyboard(service.max_images))
 
 
-async def setting_button(query: CallbackQuery, callback_data: Setting, service: ImageService,
-                         tg: TelegramContext) -> None:
+async def setting_button(query: CallbackQuery, callback_data: Setting, tg: TelegramContext) -> None:
     message = query.message
     if message is None or isinstance(message, InaccessibleMessage):
         await query.answer("This message is too old; use /settings.", show_alert=True)
         return
-    key = chat_of(message).key
+    key = _key(message)
     value = decode_ratio(callback_data.value) if callback_data.name == "ar" else callback_data.value
-    await _change(service, key, callback_data.name, value, service.config.image.max_images_per_turn)
+    await tg.flow.change_setting(key, callback_data.name, value)
     await query.answer("Saved.")
     if message.text:  # the /settings message: show the new values (the /ratio picker stays as it is)
-        text = _describe(await service.state.settings(key), service, tg)
+        text = await _describe(tg, key)
         if text != message.text:
             await message.edit_text(text, reply_markup=message.reply_markup)
 
 
-async def _change(service: ImageService, chat_key: str, name: str, value: str, max_count: int) -> None:
-    reset = value.lower() in ("-", "reset", "default")
-    if name == "reset":
-        await service.state.update_settings(chat_key, aspect_ratio=None, count=None, delivery=None)
-    elif name in ("ar", "ratio"):
-        await service.state.update_settings(chat_key, aspect_ratio=None if reset else validate_ratio(value))
-    elif name in ("n", "count"):
-        if not reset and not value.isdigit():
-            raise InvalidRequest(f"The image count must be a number from 1 to {max_count}.")
-        await service.state.update_settings(chat_key, count=None if reset else validate_count(int(value), max_count))
-    elif name in ("style", "delivery"):
-        if not reset and value.lower() not in DELIVERY_STYLES:
-            raise InvalidRequest("The delivery style must be photo, document or both.")
-        await service.state.update_settings(chat_key, delivery=None if reset else value.lower())
-    else:
-        raise InvalidRequest("Settings are ar (aspect ratio), n (images per request) and style (photo, "
-                             "document or both), e.g. /settings style document, or /settings reset.")
-
-
-def _describe(settings: ChatSettings, service: ImageService, tg: TelegramContext) -> str:
-    image = service.config.image
-    return (
-        "Settings for this chat:\n"
-        f"• aspect ratio (ar): {settings.aspect_ratio or f'default ({image.default_aspect_ratio})'}\n"
-        f"• images per request (n): {settings.count or 'default (1)'}\n"
-        f"• sent as (style): {settings.delivery or f'default ({tg.settings.delivery})'}\n"
-        f"• model: {service.default_provider} / {service.default_model}\n"
-        "Change with the buttons, or e.g. /settings style document · /settings n 2 · /settings reset"
-    )
-
-
 async def last_command(message: Message, bot: Bot, service: ImageService, tg: TelegramContext) -> None:
     """Show the chat's last image again, with its buttons; replying to it edits it."""
-    key = _key(message)
-    artifact_id = await service.state.last_artifact(key)
-    artifact = await service.store.get(artifact_id) if artifact_id else None
-    if artifact is None:
-        await message.reply("There is no image in this chat yet. Try /imagine a red fox.")
-        return
-    dest = Destination(message.chat.id, message.message_id,
-                       message.message_thread_id if message.is_topic_message else None)
-    await deliver(bot, service, tg, job_id=artifact.job_id or "", chat_key=key, dest=dest, artifacts=[artifact],
-                  caption=fit_text(f"{artifact.id}: {artifact.prompt}", CAPTION_LIMIT))
+    await tg.flow.show_last(TelegramSurface.answering(bot, service, tg, message))
 
 
-async def history_command(message: Message, command: CommandObject, service: ImageService) -> None:
+async def history_command(message: Message, command: CommandObject, tg: TelegramContext) -> None:
     arg = (command.args or "").strip()
     limit = min(int(arg), _HISTORY_MAX) if arg.isdigit() and int(arg) > 0 else _HISTORY_MAX
-    entries = await service.state.history(_key(message), limit)
-    if not entries:
-        await message.reply("There are no images in this chat yet. Try /imagine a red fox.")
-        return
-    lines = [f"{e.artifact_id} · {e.created_at[:16].replace('T', ' ')} · {e.prompt[:80]}" for e in entries]
-    await message.reply(fit_text("Recent images, newest first (/last shows the newest again):\n" + "\n".join(lines)))
+    await message.reply(await tg.flow.history(_key(message), limit, TEXT_LIMIT))
 
 
-async def cancel_command(message: Message, service: ImageService) -> None:
-    cancelled = await service.cancel(_key(message))
-    if cancelled:
-        jobs = "the running job" if cancelled == 1 else f"{cancelled} running jobs"
-        await message.reply(f"Stopping {jobs}. Images that are already made will still be sent.")
-    else:
-        await message.reply("Nothing is running in this chat.")
+async def cancel_command(message: Message, tg: TelegramContext) -> None:
+    await message.reply(await tg.flow.cancel(_key(message)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bots.chat import ChatFlow
 from bots.telegram.albums import AlbumCollector
-from bots.telegram.lifecycle import JobTracker
 from core.config import TelegramConfig
 
 __all__ = ["CLOUD_DOCUMENT_LIMIT", "CLOUD_DOWNLOAD_LIMIT", "TelegramContext", "TelegramOptions"]
@@ -20,7 +20,7 @@ _LOCAL_DOCUMENT_LIMIT = 2000 * 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class TelegramOptions:
-    """Timing of the Telegram front-end. The defaults follow CHAT-UX.md; tests shorten the waits."""
+    """Timing of the Telegram front-end (docs/telegram.md); tests shorten the waits."""
 
     #: An album arrives as one update per item; wait this long after the last one before acting.
     album_window: float = 0.6
@@ -45,7 +45,8 @@ class TelegramContext:
     settings: TelegramConfig
     options: TelegramOptions
     albums: AlbumCollector
-    tracker: JobTracker
+    #: The chat flow every gesture runs through; it also tracks work in flight for the shutdown.
+    flow: ChatFlow
     #: The largest user file fetched as a reference, and the largest original sent as a document.
     download_limit: int = CLOUD_DOWNLOAD_LIMIT
     document_limit: int = CLOUD_DOCUMENT_LIMIT
@@ -54,9 +55,10 @@ class TelegramContext:
     bot_id: int = 0
 
     @classmethod
-    def create(cls, settings: TelegramConfig, options: TelegramOptions, max_reference_bytes: int) -> TelegramContext:
+    def create(cls, settings: TelegramConfig, options: TelegramOptions, max_reference_bytes: int,
+               flow: ChatFlow) -> TelegramContext:
         """Limits follow the Bot API server: the cloud's, or a self-hosted one's (``apiBase``)."""
         local = bool(settings.api_base)
-        return cls(settings, options, AlbumCollector(options.album_window), JobTracker(),
+        return cls(settings, options, AlbumCollector(options.album_window), flow,
                    download_limit=max_reference_bytes if local else min(max_reference_bytes, CLOUD_DOWNLOAD_LIMIT),
                    document_limit=_LOCAL_DOCUMENT_LIMIT if local else CLOUD_DOCUMENT_LIMIT)

@@ -1,20 +1,24 @@
-"""Sending stored images to a Telegram chat, fitted to its limits (CHAT-UX.md "Delivery policy"): a photo,
-or a downscaled preview plus the original as a document when the image breaks the photo limits; 2–10
-images as one album with the caption on the first; the chat's delivery style (photo, document, both).
-Each message that shows an image is recorded against its artifact, and only then is the job delivered.
-Whatever fails, the chat hears about it."""
+"""Sending stored images to a Telegram chat, fitted to its limits: a photo, or a downscaled preview plus
+the original as a document when the image breaks the photo limits; 2–10 images as one album with the
+caption on the first; the chat's delivery style (photo, document, both). Reports which message shows
+which image; whatever fails is reported, never raised."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest, TelegramEntityTooLarge
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+)
 from aiogram.types import (
     BufferedInputFile,
     InlineKeyboardMarkup,
@@ -24,15 +28,14 @@ from aiogram.types import (
     ReplyParameters,
 )
 
+from bots.chat import Sent
 from bots.telegram import captions
-from bots.telegram.context import TelegramContext
 from bots.telegram.keyboards import result_keyboard
+from bots.telegram.photos import photo_fits, telegram_preview_async
 from core.errors import BadImage, PixbotError
-from core.images import TELEGRAM_PHOTO_MAX_BYTES, fit_for_telegram_photo_async, within_telegram_photo_limits
-from core.models import Artifact, JobResult
-from core.service import ImageService
+from core.models import Artifact, ChatRef
 
-__all__ = ["Destination", "Outcome", "deliver", "deliver_result", "delivery_style", "original_filename", "send_text"]
+__all__ = ["Destination", "original_filename", "send_results", "send_text"]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +53,20 @@ class Destination:
     thread_id: int | None = None
 
     @classmethod
-    def from_origin(cls, origin: Mapping[str, Any], chat_key: str) -> Destination:
+    def from_origin(cls, origin: Mapping[str, Any], chat: ChatRef) -> Destination:
         chat_id = origin.get("chat_id")
         if not isinstance(chat_id, int):
-            chat_id = int(chat_key.partition(":")[2])
+            chat_id = int(chat.chat_id)
         reply_to, thread_id = origin.get("reply_to"), origin.get("thread_id")
         return cls(chat_id, reply_to if isinstance(reply_to, int) else None,
                    thread_id if isinstance(thread_id, int) else None)
+
+    def origin(self) -> dict[str, Any]:
+        """JSON-safe, for the job's record: ``from_origin`` rebuilds this destination after a restart."""
+        origin: dict[str, Any] = {"chat_id": self.chat_id, "reply_to": self.reply_to}
+        if self.thread_id is not None:
+            origin["thread_id"] = self.thread_id
+        return origin
 
     def answering(self, message_id: int | None) -> Destination:
         return Destination(self.chat_id, message_id, self.thread_id)
@@ -82,24 +92,9 @@ class _Item:
         return original_filename(self.artifact)
 
 
-@dataclass(slots=True)
-class Outcome:
-    """``(message_id, artifact_id)`` for every message that shows an image, and the last error."""
-
-    shown: list[tuple[str, str]] = field(default_factory=list)
-    error: BaseException | None = None
-
-    def add(self, message: Message, item: _Item) -> None:
-        self.shown.append((str(message.message_id), item.artifact.id))
-
-
 def original_filename(artifact: Artifact) -> str:
     """The name an original goes out under: its id and its stored file's extension."""
     return artifact.id + (Path(artifact.path).suffix or ".png")
-
-
-async def delivery_style(service: ImageService, tg: TelegramContext, chat_key: str) -> str:
-    return (await service.state.settings(chat_key)).delivery or tg.settings.delivery
 
 
 async def send_text(bot: Bot, dest: Destination, text: str) -> Message | None:
@@ -111,53 +106,36 @@ async def send_text(bot: Bot, dest: Destination, text: str) -> Message | None:
         return None
 
 
-async def deliver_result(bot: Bot, service: ImageService, tg: TelegramContext, result: JobResult) -> Outcome:
-    """Send a finished job: its images with the caption and buttons, or the reasons nothing was made."""
-    request = result.request
-    dest = Destination.from_origin(request.origin, request.chat.key)
-    if not result.artifacts:
-        await send_text(bot, dest, captions.failure_text(result, restarting=tg.tracker.closing))
-        return Outcome()
-    caption = captions.result_caption(request.prompt, target=captions.edited_label(result),
-                                      ignored=result.report.summary(), errors=result.errors,
-                                      requested=result.requested)
-    return await deliver(bot, service, tg, job_id=result.job_id, chat_key=request.chat.key, dest=dest,
-                         artifacts=result.artifacts, caption=caption)
-
-
-async def deliver(bot: Bot, service: ImageService, tg: TelegramContext, *, job_id: str, chat_key: str,
-                  dest: Destination, artifacts: Sequence[Artifact], caption: str) -> Outcome:
-    """Send ``artifacts`` in the chat's style, record the messages, mark the job delivered; tell the chat
-    about any image that could not be sent."""
-    outcome = Outcome()
+async def send_results(bot: Bot, dest: Destination, artifacts: Sequence[Artifact], originals: Sequence[bytes],
+                       caption: str, *, style: str, max_pixels: int) -> Sent:
+    """Send ``artifacts`` (with their bytes) in ``style``; which message shows which image, and why any
+    did not go out. A chat that blocked the bot or no longer exists is ``gone``."""
+    sent = Sent()
     try:
-        style = await delivery_style(service, tg, chat_key)
-        items = list(await asyncio.gather(*(_prepare(service, a, style) for a in artifacts)))
+        items = list(await asyncio.gather(*(_prepare(a, data, style, max_pixels)
+                                            for a, data in zip(artifacts, originals, strict=True))))
         if style == "document":
-            await _send_group(bot, dest, items, caption, outcome, as_photos=False)
+            await _send_group(bot, dest, items, caption, sent, as_photos=False)
         else:
-            first = await _send_group(bot, dest, items, caption, outcome, as_photos=True)
+            first = await _send_group(bot, dest, items, caption, sent, as_photos=True)
             extra = items if style == "both" else [i for i in items if i.needs_original]
             if extra:
-                await _send_group(bot, dest.answering(first), extra, None, outcome, as_photos=False)
-    except (TelegramAPIError, PixbotError) as exc:
-        outcome.error = exc
-        log.warning("telegram: delivery of job %s to %s failed: %s", job_id, dest.chat_id, exc)
-    if outcome.shown:
-        await service.mark_delivered(job_id, chat_key, outcome.shown)
-    missing = {a.id for a in artifacts} - {artifact_id for _, artifact_id in outcome.shown}
-    if missing:
-        reason = outcome.error.message if isinstance(outcome.error, TelegramAPIError) else None
-        await send_text(bot, dest, captions.undelivered_text(len(missing), len(artifacts), reason))
-    return outcome
+                await _send_group(bot, dest.answering(first), extra, None, sent, as_photos=False)
+    except TelegramAPIError as exc:
+        log.warning("telegram: delivery to %s failed: %s", dest.chat_id, exc)
+        sent.error = f"Telegram said: {exc.message}"
+        sent.gone = isinstance(exc, TelegramForbiddenError) or "chat not found" in exc.message.lower()
+    except PixbotError as exc:
+        log.warning("telegram: delivery to %s failed: %s", dest.chat_id, exc.detail or exc)
+        sent.error = exc.public_message
+    return sent
 
 
-async def _prepare(service: ImageService, artifact: Artifact, style: str) -> _Item:
-    data = await service.store.read(artifact)
+async def _prepare(artifact: Artifact, data: bytes, style: str, max_pixels: int) -> _Item:
     if style == "document":
         return _Item(artifact, data, data, needs_original=False)
     try:
-        preview = await fit_for_telegram_photo_async(data, max_pixels=service.config.limits.max_pixels)
+        preview = await telegram_preview_async(data, max_pixels=max_pixels)
     except BadImage as exc:  # cannot be made into a photo: Telegram's refusal sends it as a file below
         log.info("telegram: no photo preview for %s: %s", artifact.id, exc.detail or exc)
         preview = None
@@ -167,12 +145,10 @@ async def _prepare(service: ImageService, artifact: Artifact, style: str) -> _It
 def _breaks_photo_limits(artifact: Artifact, data: bytes) -> bool:
     """Whether the original itself cannot be a photo (so it also goes out as a document); an
     artifact without recorded dimensions is judged by its bytes alone."""
-    if artifact.width <= 0 or artifact.height <= 0:
-        return len(data) > TELEGRAM_PHOTO_MAX_BYTES
-    return not within_telegram_photo_limits(artifact.width, artifact.height, len(data))
+    return not photo_fits(artifact.width, artifact.height, len(data))
 
 
-async def _send_group(bot: Bot, dest: Destination, items: Sequence[_Item], caption: str | None, outcome: Outcome,
+async def _send_group(bot: Bot, dest: Destination, items: Sequence[_Item], caption: str | None, sent: Sent,
                       *, as_photos: bool) -> int | None:
     """Send items as photos or documents: one message each for a single item, albums of up to 10
     otherwise. Photos Telegram refuses go as documents. Buttons ride on a single result, or follow an
@@ -184,12 +160,12 @@ async def _send_group(bot: Bot, dest: Destination, items: Sequence[_Item], capti
         text = caption if start == 0 else None
         if len(chunk) == 1:
             markup = keyboard if len(items) == 1 else None
-            sent = [await _send_one(bot, dest, chunk[0], text, markup, as_photo=as_photos)]
+            messages = [await _send_one(bot, dest, chunk[0], text, markup, as_photo=as_photos)]
         else:
-            sent = await _send_album(bot, dest, chunk, text, as_photos=as_photos)
-        for message, item in zip(sent, chunk, strict=True):
-            outcome.add(message, item)
-        first = first if first is not None else sent[0].message_id
+            messages = await _send_album(bot, dest, chunk, text, as_photos=as_photos)
+        for message, item in zip(messages, chunk, strict=True):
+            sent.shown.append((str(message.message_id), item.artifact.id))
+        first = first if first is not None else messages[0].message_id
     if keyboard is not None and len(items) > 1:
         await bot.send_message(text=captions.album_buttons_text(len(items)), reply_markup=keyboard,
                                **dest.answering(first).kwargs())

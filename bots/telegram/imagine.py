@@ -1,6 +1,6 @@
 """Gestures that make images: ``/imagine`` (``/image``, ``/draw``), ``/edit``, replies to images, photos
 and image files with a caption, albums, and plain text to the bot. Handlers translate only: Telegram
-message → target images → ImageRequest → pipeline."""
+message → target images → Ask, run by the chat flow under this message's TelegramSurface."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
+from bots.chat import Ask
+from bots.chat.flow import Build
 from bots.telegram.access import addresses_bot
 from bots.telegram.context import TelegramContext
 from bots.telegram.inputs import attached_target, files_target, image_files, replied_target
 from bots.telegram.parsing import split_command, strip_mention
-from bots.telegram.pipeline import run_job
 from bots.telegram.requests import from_text
+from bots.telegram.surface import TelegramSurface
 from core.errors import BadImage
 from core.service import ImageService
 
@@ -44,29 +46,39 @@ def _has_image(message: Message) -> bool:
     return bool(image_files(message))
 
 
+async def _run(message: Message, bot: Bot, service: ImageService, tg: TelegramContext, build: Build) -> None:
+    await tg.flow.run(TelegramSurface.answering(bot, service, tg, message), build)
+
+
 async def imagine(message: Message, command: CommandObject, bot: Bot, service: ImageService,
                   tg: TelegramContext) -> None:
     """``/imagine a fox --ar 16:9 --n 2``; an image sent with the command is used as a reference."""
-    target = await attached_target(bot, message, tg.download_limit)
-    request = from_text(message, command.args or "", mode="auto" if target else "generate", target=target)
-    await run_job(bot, service, tg, request)
+    async def build() -> Ask:
+        target = await attached_target(bot, message, tg.download_limit)
+        return from_text(command.args or "", mode="auto" if target else "generate", target=target)
+
+    await _run(message, bot, service, tg, build)
 
 
 async def edit(message: Message, command: CommandObject, bot: Bot, service: ImageService,
                tg: TelegramContext) -> None:
     """``/edit <change>``: the attached image, else the replied-to image, else the chat's last image."""
-    target = (await attached_target(bot, message, tg.download_limit)
-              or await replied_target(service, bot, message, tg.download_limit))
-    request = from_text(message, command.args or "", mode="edit", target=target, usage=_EDIT_USAGE)
-    await run_job(bot, service, tg, request)
+    async def build() -> Ask:
+        target = (await attached_target(bot, message, tg.download_limit)
+                  or await replied_target(service, bot, message, tg.download_limit))
+        return from_text(command.args or "", mode="edit", target=target, usage=_EDIT_USAGE)
+
+    await _run(message, bot, service, tg, build)
 
 
 async def captioned_image(message: Message, bot: Bot, service: ImageService, tg: TelegramContext) -> None:
     """A photo or image file with a caption: edit (or compose with) that image."""
-    target = await attached_target(bot, message, tg.download_limit)
-    caption = strip_mention(message.caption or "", tg.username)
-    request = from_text(message, caption, mode="auto", target=target, usage=_CAPTION_USAGE)
-    await run_job(bot, service, tg, request)
+    async def build() -> Ask:
+        target = await attached_target(bot, message, tg.download_limit)
+        caption = strip_mention(message.caption or "", tg.username)
+        return from_text(caption, mode="auto", target=target, usage=_CAPTION_USAGE)
+
+    await _run(message, bot, service, tg, build)
 
 
 async def uncaptioned_image(message: Message) -> None:
@@ -92,13 +104,15 @@ async def album(message: Message, bot: Bot, service: ImageService, tg: TelegramC
         return
     name, _, rest = split_command(strip_mention(captioned.caption or "", tg.username))
     files = [f for m in items for f in image_files(m)]
-    if not files:
-        raise BadImage("That album has no images the bot can use (PNG, JPEG, WebP or GIF).")
-    label = "your image" if len(files) == 1 else f"your {len(files)} images"
-    target = await files_target(bot, files, tg.download_limit, label)
-    request = from_text(captioned, rest, mode="edit" if name == "edit" else "auto", target=target,
-                        usage=_CAPTION_USAGE)
-    await run_job(bot, service, tg, request)
+
+    async def build() -> Ask:
+        if not files:
+            raise BadImage("That album has no images the bot can use (PNG, JPEG, WebP or GIF).")
+        label = "your image" if len(files) == 1 else f"your {len(files)} images"
+        target = await files_target(bot, files, tg.download_limit, label)
+        return from_text(rest, mode="edit" if name == "edit" else "auto", target=target, usage=_CAPTION_USAGE)
+
+    await _run(captioned, bot, service, tg, build)
 
 
 async def unknown_command(message: Message) -> None:
@@ -109,7 +123,9 @@ async def unknown_command(message: Message) -> None:
 
 async def text(message: Message, bot: Bot, service: ImageService, tg: TelegramContext) -> None:
     """Plain text to the bot: an edit of the image it replies to, otherwise a new image."""
-    target = await replied_target(service, bot, message, tg.download_limit)
-    prompt = strip_mention(message.text or "", tg.username)
-    request = from_text(message, prompt, mode="edit" if target else "generate", target=target)
-    await run_job(bot, service, tg, request)
+    async def build() -> Ask:
+        target = await replied_target(service, bot, message, tg.download_limit)
+        prompt = strip_mention(message.text or "", tg.username)
+        return from_text(prompt, mode="edit" if target else "generate", target=target)
+
+    await _run(message, bot, service, tg, build)

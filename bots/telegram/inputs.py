@@ -1,6 +1,6 @@
 """Images a Telegram message carries or points at, turned into core References: the largest photo size,
 image documents (original bytes), the replied-to image (ours by the message → artifact map, anyone
-else's downloaded with ``getFile``). Also how they are written into a job's origin, to redo after restarts."""
+else's downloaded with ``getFile``)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import asyncio
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Document, Message
 
+from bots.telegram.surface import chat_of
 from core.errors import BadImage
+from core.images import IMAGE_SUFFIXES
 from core.models import Reference
 from core.service import ImageService
 
@@ -27,11 +28,9 @@ __all__ = [
     "files_target",
     "image_files",
     "is_image_document",
-    "references_from_specs",
     "replied_target",
 ]
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 _NOT_HANDED_OVER = "Telegram would not hand over that image. Send it again."
 
 
@@ -46,17 +45,15 @@ class ImageFile:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """The images a request works on, how to find them again after a restart, and how to name them."""
+    """The images a request works on, and how the answer names them."""
 
     references: tuple[Reference, ...]
-    #: JSON-safe: ``{"artifact": id}`` or ``{"file": file_id, "name": name}`` per reference, in order.
-    specs: tuple[dict[str, str], ...]
     label: str
 
 
 def is_image_document(document: Document) -> bool:
     mime = (document.mime_type or "").lower()
-    return mime.startswith("image/") or (document.file_name or "").lower().endswith(_IMAGE_SUFFIXES)
+    return mime.startswith("image/") or (document.file_name or "").lower().endswith(IMAGE_SUFFIXES)
 
 
 def image_files(message: Message) -> list[ImageFile]:
@@ -105,8 +102,7 @@ async def download(bot: Bot, file: ImageFile, limit: int) -> Reference:
 
 async def files_target(bot: Bot, files: Sequence[ImageFile], limit: int, label: str) -> Target:
     references = await asyncio.gather(*(download(bot, f, limit) for f in files))
-    specs = tuple({"file": f.file_id, "name": f.name} for f in files)
-    return Target(tuple(references), specs, label)
+    return Target(tuple(references), label)
 
 
 async def attached_target(bot: Bot, message: Message, limit: int) -> Target | None:
@@ -120,24 +116,8 @@ async def replied_target(service: ImageService, bot: Bot, message: Message, limi
     reply = message.reply_to_message
     if reply is None:
         return None
-    artifact_id = await service.state.artifact_for_message(f"telegram:{message.chat.id}", str(reply.message_id))
+    artifact_id = await service.image_for_message(chat_of(message.chat.id, None).key, str(reply.message_id))
     if artifact_id is not None:
-        return Target((Reference(artifact_id=artifact_id),), ({"artifact": artifact_id},),
-                      f"the image you replied to ({artifact_id})")
+        return Target((Reference(artifact_id=artifact_id),), f"the image you replied to ({artifact_id})")
     files = image_files(reply)
     return await files_target(bot, files, limit, "the image you replied to") if files else None
-
-
-async def references_from_specs(bot: Bot, specs: Sequence[Any], limit: int) -> tuple[Reference, ...]:
-    """Rebuild a job's references from its origin (for 🔁 Again after any restart): artifacts by id,
-    Telegram files fetched again by their file_id, which stays valid for the bot."""
-    references: list[Reference] = []
-    for spec in specs:
-        if not isinstance(spec, dict):
-            continue
-        if spec.get("artifact"):
-            references.append(Reference(artifact_id=str(spec["artifact"])))
-        elif spec.get("file"):
-            file = ImageFile(str(spec["file"]), None, str(spec.get("name") or "image"))
-            references.append(await download(bot, file, limit))
-    return tuple(references)

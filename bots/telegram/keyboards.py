@@ -25,7 +25,7 @@ __all__ = [
     "settings_keyboard",
 ]
 
-#: The ratio buttons under every result (CHAT-UX.md).
+#: The ratio buttons under every result (docs/telegram.md).
 RATIO_CHOICES = ("1:1", "16:9", "9:16")
 #: ``/ratio`` offers a few more.
 _CHAT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9")

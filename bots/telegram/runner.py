@@ -8,15 +8,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import (
-    TelegramAPIError,
     TelegramBadRequest,
-    TelegramForbiddenError,
     TelegramNetworkError,
     TelegramServerError,
     TelegramUnauthorizedError,
@@ -25,20 +22,20 @@ from aiogram.types import BotCommand, User
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
+from bots.chat import ChatFlow
 from bots.telegram import buttons, chat, errors, imagine
 from bots.telegram.access import AccessControl, GroupPolicy
-from bots.telegram.captions import result_caption
 from bots.telegram.context import TelegramContext, TelegramOptions
-from bots.telegram.delivery import Destination, deliver
-from bots.telegram.lifecycle import TrackJobs
+from bots.telegram.lifecycle import TrackUpdates
 from bots.telegram.session import close_bot, make_bot
+from bots.telegram.surface import PLATFORM, TelegramSurface
 from core.config import AppConfig
 from core.errors import ConfigError
-from core.jobs import JobRecord
-from core.models import Artifact
+from core.models import ChatRef
 from core.service import ImageService
+from core.stores import JobRecord
 
-__all__ = ["COMMANDS", "build_dispatcher", "deliver_pending", "run_telegram"]
+__all__ = ["COMMANDS", "build_dispatcher", "run_telegram"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +60,7 @@ def build_dispatcher(service: ImageService, tg: TelegramContext) -> Dispatcher:
     workflow data, handed to handlers as ``service`` and ``tg``."""
     dp = Dispatcher(name="pixbot-telegram")
     dp["service"], dp["tg"] = service, tg
-    dp.update.outer_middleware(TrackJobs(tg.tracker))
+    dp.update.outer_middleware(TrackUpdates(tg.flow.inflight))
     dp.message.outer_middleware(GroupPolicy(tg))
     dp.message.outer_middleware(AccessControl(tg))
     dp.callback_query.outer_middleware(AccessControl(tg))
@@ -76,7 +73,7 @@ async def run_telegram(config: AppConfig, service: ImageService, stop: asyncio.E
     """Run the Telegram front-end until ``stop`` is set (``pixbot run`` sets it on SIGINT/SIGTERM)."""
     settings = config.bots.telegram
     options = options or TelegramOptions()
-    tg = TelegramContext.create(settings, options, config.limits.max_reference_bytes)
+    tg = TelegramContext.create(settings, options, config.limits.max_reference_bytes, ChatFlow(service))
     bot = make_bot(settings, options)
     dp = build_dispatcher(service, tg)
     async with AsyncExitStack() as stack:
@@ -87,15 +84,19 @@ async def run_telegram(config: AppConfig, service: ImageService, stop: asyncio.E
         tg.username, tg.bot_id = (me.username or "").lower(), me.id
         await bot.set_my_commands(COMMANDS)
         # Listed before any update is taken, so a job of this run can never be delivered twice.
-        pending = await service.pending_deliveries("telegram")
+        pending = await service.pending_deliveries(PLATFORM)
         site = None
         if settings.mode == "webhook":
             runner, site = await _start_webhook(bot, dp, tg)
             stack.push_async_callback(runner.cleanup)
         # Runs before the cleanups above (last in, first out): jobs finish while the session is open.
-        stack.push_async_callback(tg.tracker.drain, service, options.shutdown_grace)
+        stack.push_async_callback(tg.flow.drain, options.shutdown_grace)
         if pending:
-            tg.tracker.spawn(deliver_pending(bot, service, tg, pending), None, "telegram-pending")
+            async def surface_for(record: JobRecord) -> TelegramSurface:
+                chat = ChatRef.from_keys(record.chat_key, record.user_key)
+                return TelegramSurface.from_origin(bot, service, tg, record.origin, chat)
+
+            tg.flow.inflight.spawn(tg.flow.deliver_pending(pending, surface_for), None, "telegram-pending")
         if site is not None:
             await stop.wait()
             await site.stop()  # no new updates; Telegram keeps them until the bot is back
@@ -179,22 +180,3 @@ async def _start_webhook(bot: Bot, dp: Dispatcher, tg: TelegramContext) -> tuple
         raise
     log.info("telegram: webhook listening on %s:%s", settings.listen_host, settings.listen_port)
     return runner, site
-
-
-async def deliver_pending(bot: Bot, service: ImageService, tg: TelegramContext,
-                          pending: Sequence[tuple[JobRecord, Sequence[Artifact]]]) -> None:
-    """Jobs stored but never delivered (the bot stopped mid-job): send them now. A chat that is gone
-    for good (bot blocked, chat deleted) gives the job up instead of retrying it at every start."""
-    for record, artifacts in pending:
-        if not artifacts:
-            continue
-        dest = Destination.from_origin(record.origin, record.chat_key)
-        target = record.origin.get("target")
-        caption = result_caption(record.prompt, target=target if isinstance(target, str) else None, late=True)
-        log.info("telegram: delivering job %s after a restart", record.id)
-        outcome = await deliver(bot, service, tg, job_id=record.id, chat_key=record.chat_key, dest=dest,
-                                artifacts=artifacts, caption=caption)
-        gone = isinstance(outcome.error, TelegramForbiddenError) or (
-            isinstance(outcome.error, TelegramAPIError) and "chat not found" in outcome.error.message)
-        if gone and not outcome.shown:
-            await service.jobs.advance(record.id, "failed", error="undeliverable: " + str(outcome.error))

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
@@ -34,9 +35,22 @@ _TRANSIENT_ATTEMPTS = 3
 _TRANSIENT_DELAY = 0.5
 
 
+def _may_have_arrived(exc: TelegramNetworkError | TelegramServerError) -> bool:
+    """Whether Telegram may have acted on a call that failed this way: only a connection that was never
+    made (refused, DNS) proves it did not. A 5xx or a timeout can come after the message was posted."""
+    return not isinstance(exc.__cause__, aiohttp.ClientConnectorError)
+
+
+def _posts(method: TelegramMethod[Any]) -> bool:
+    """Calls that put something new in a chat: repeating one that arrived would post it twice."""
+    return method.__api_method__.startswith(("send", "forward", "copy"))
+
+
 class FloodControl(BaseRequestMiddleware):
-    """Waits out ``retry_after`` and retries the same call; retries brief network/server failures.
-    ``getUpdates`` is left to the dispatcher's own backoff; a failed chat action is only logged."""
+    """Waits out ``retry_after`` and retries the same call (Telegram did not act on it); retries brief
+    network/server failures only where a repeat cannot duplicate anything: never a ``send…`` that may
+    have arrived. ``getUpdates`` is left to the dispatcher's own backoff; a failed chat action is only
+    logged."""
 
     def __init__(self, attempts: int, max_wait: float) -> None:
         self.attempts = attempts
@@ -66,6 +80,9 @@ class FloodControl(BaseRequestMiddleware):
             except (TelegramNetworkError, TelegramServerError) as exc:
                 transient += 1
                 if isinstance(exc, TelegramEntityTooLarge) or transient >= _TRANSIENT_ATTEMPTS:
+                    raise
+                if _posts(method) and _may_have_arrived(exc):
+                    log.warning("telegram: %s failed (%s); not repeated, it may have arrived", name, exc)
                     raise
                 log.info("telegram: %s failed (%s), retrying", name, exc)
                 await asyncio.sleep(_TRANSIENT_DELAY * transient)

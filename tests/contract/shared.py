@@ -1,16 +1,19 @@
-"""Helpers for provider contract tests: the HTTP error table every adapter must map, multipart parsing."""
+"""Helpers for provider contract tests: the per-provider spec the generic cases run on, the HTTP error
+table every adapter must map, multipart parsing."""
 
 from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
 import httpx
 import pytest
+import respx
 
 from core.errors import (
     AuthFailed,
@@ -22,12 +25,14 @@ from core.errors import (
     QuotaExceeded,
     RateLimited,
 )
+from providers.base import HttpProvider
 
 __all__ = [
     "HTTP_ERRORS",
     "SECRET",
     "TRANSPORT_ERRORS",
     "Part",
+    "ProviderSpec",
     "assert_no_secret",
     "b64",
     "header_order",
@@ -37,6 +42,35 @@ __all__ = [
 
 #: The API key every contract test configures; it must never reach a user-facing message.
 SECRET = "sk-test-SECRET-0123456789"
+
+
+def _post_answer(router: respx.MockRouter, spec: ProviderSpec, body: Any) -> None:
+    router.post(spec.url).respond(200, json=body)
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """How tests/contract/test_generic.py drives one adapter; each provider's test file states its own.
+
+    ``url`` takes the first (for most, the only) request, a POST; HTTP and transport errors and unreadable
+    answers are served there. ``answer`` serves a JSON object as the provider's final answer (ModelScope's
+    comes from polling a task). ``image_answer`` is that answer carrying one base64 image, given as text,
+    where the provider puts it.
+    """
+
+    cls: type[HttpProvider]
+    model: str
+    url: str
+    image_answer: Callable[[str], dict[str, Any]]
+    #: The ConfigError an unconfigured adapter raises before any request; None when it needs nothing.
+    config_error: str | None
+    config: Mapping[str, Any] = field(default_factory=lambda: {"api_key": SECRET})
+    #: The error detail of an HTTP error is ``error.message`` of the body (nanobot's ``http_error_detail``)
+    #: rather than the raw body.
+    detail_is_error_message: bool = False
+    answer: Callable[[respx.MockRouter, ProviderSpec, Any], None] = _post_answer
+    #: Run on each new adapter (ModelScope: poll without real sleeps).
+    prepare: Callable[[Any], None] | None = None
 
 
 def _error(message: str, code: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Contract: providers/zhipu.py against BigModel's /images/generations (PROVIDERS.md "zhipu", §1.3)."""
+"""Contract: providers/zhipu.py against BigModel's /images/generations (docs/providers.md, "zhipu")."""
 
 from __future__ import annotations
 
@@ -17,21 +17,17 @@ from core.errors import (
     Unsupported,
 )
 from providers.zhipu import ZHIPU_SIZES, ZhipuProvider
-from tests.contract.shared import (
-    HTTP_ERRORS,
-    SECRET,
-    TRANSPORT_ERRORS,
-    assert_no_secret,
-    b64,
-    header_order,
-    json_body,
-)
+from tests.contract.shared import SECRET, ProviderSpec, b64, header_order, json_body
 from tests.images import jpeg_bytes, png_bytes
 
 BASE = "https://open.bigmodel.cn/api/paas/v4"
 GENERATIONS = f"{BASE}/images/generations"
 MODEL = "glm-image"
 CDN = "https://aigc-files.bigmodel.cn/api/cogview/out.png"
+
+#: Zhipu answers with URLs; ``b64_json`` is read too, so the generic base64 cases use it.
+SPEC = ProviderSpec(ZhipuProvider, MODEL, GENERATIONS, lambda payload: {"data": [{"b64_json": payload}]},
+                    "Zhipu API key is not configured. Set providers.zhipu.apiKey.")
 
 
 @pytest.fixture
@@ -137,16 +133,10 @@ async def test_failed_download_is_unavailable(zhipu, provider_request, respx_moc
         await zhipu.generate(provider_request("a fox", MODEL))
 
 
-@pytest.mark.parametrize("body", [{"data": []}, {}, {"data": "x"}, {"data": [{"url": 5}, 3, {"url": ""}]},
-                                  {"data": [{"url": "ftp://x/y.png"}]}, [], "x"])
+@pytest.mark.parametrize("body", [{"data": []}, {"data": "x"}, {"data": [{"url": 5}, 3, {"url": ""}]},
+                                  {"data": [{"url": "ftp://x/y.png"}]}])
 async def test_no_image_or_wrong_shape_is_unavailable(zhipu, provider_request, respx_mock, body):
     respx_mock.post(GENERATIONS).respond(200, json=body)
-    with pytest.raises(ProviderUnavailable):
-        await zhipu.generate(provider_request("a fox", MODEL))
-
-
-async def test_invalid_json_is_unavailable(zhipu, provider_request, respx_mock):
-    respx_mock.post(GENERATIONS).respond(200, text="<html>")
     with pytest.raises(ProviderUnavailable):
         await zhipu.generate(provider_request("a fox", MODEL))
 
@@ -180,28 +170,10 @@ async def test_policy_code_in_a_200_body_is_content_policy(zhipu, provider_reque
         await zhipu.generate(provider_request("a fox", MODEL))
 
 
-@pytest.mark.parametrize(("status", "headers", "body", "expected", "retry_after"), HTTP_ERRORS)
-async def test_http_errors_map_to_categories(zhipu, provider_request, respx_mock,
-                                             status, headers, body, expected, retry_after):
-    respx_mock.post(GENERATIONS).respond(status, headers=headers, json=body)
-    with pytest.raises(expected) as caught:
-        await zhipu.generate(provider_request("a fox", MODEL))
-    assert caught.value.retry_after == retry_after
-    assert_no_secret(caught.value)
-
-
-@pytest.mark.parametrize(("exc", "expected"), TRANSPORT_ERRORS)
-async def test_transport_errors_map_to_categories(zhipu, provider_request, respx_mock, exc, expected):
-    respx_mock.post(GENERATIONS).mock(side_effect=exc)
-    with pytest.raises(expected) as caught:
-        await zhipu.generate(provider_request("a fox", MODEL))
-    assert_no_secret(caught.value)
-
-
 async def test_capabilities_match_the_wire(zhipu, provider_request, png_ref, respx_mock):
     caps = zhipu.capabilities(MODEL)
     assert caps.ratios == set(ZHIPU_SIZES) and caps.sizes is None and caps.pixel_sizes_only
-    assert (caps.max_references, caps.max_per_call, caps.size_overrides_ratio) == (0, 1, True)
+    assert (caps.max_references, caps.size_overrides_ratio) == (0, True)
     assert zhipu.timeout == 300
     route = respx_mock.post(GENERATIONS).mock(return_value=ok(CDN))
     respx_mock.get(CDN).respond(200, content=png_bytes())

@@ -2,7 +2,7 @@
 
 ``tg_server`` (FakeTelegramServer), ``tg_provider`` (FakeProvider) and ``tg`` (TelegramHarness, not started).
 ``tg`` fails the test on any error logged by aiogram or the front-end: handler exceptions never reach
-the test otherwise (TESTING.md §1.5)."""
+the test otherwise (aiogram logs them and carries on)."""
 
 from __future__ import annotations
 

@@ -95,6 +95,6 @@ async def test_a_busy_channel_refuses_more_jobs_until_the_running_one_ends(
     running = await fake.invoke_slash(fake.alice, "imagine", prompt="a slow fox")
     await provider.wait_for_requests(1)
     refusal = await _refused(fake, await fake.invoke_slash(fake.bob, "imagine", prompt="me too"))
-    assert refusal == "This chat already has 1 jobs running. Wait for them to finish, or use /cancel."
+    assert refusal == "This chat already has 1 jobs running. Wait for one to finish, or cancel it."
     provider.release()
     assert len((await result_of(fake, running))["attachments"]) == 1 and len(provider.requests) == 1

@@ -6,6 +6,7 @@ from tests.e2e.discord_support import DiscordHarness, result_of
 from tests.fakes.discord_wire import walk_components
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_provider import FakeProvider
+from tests.images import png_bytes
 
 pytest_plugins = ["tests.e2e.discord_fixtures"]
 
@@ -39,7 +40,7 @@ async def test_every_button_works_after_a_restart(
     (edit,) = provider.requests_of("/images/edits")
     stored = await service.store.get(second)
     assert stored is not None and [f.data for f in edit.files] == [await service.store.read(stored)]
-    assert edited["content"] == f"Edited `{second}`."
+    assert edited["content"] == f"✏️ Edited {second}"
 
     original = await result_of(fake, await fake.click_button(fake.bob, result, f"pixbot:orig:{second}"))
     (attachment,) = original["attachments"]
@@ -61,7 +62,7 @@ async def test_again_on_an_edit_repeats_the_edit_of_the_same_source(
     assert first_edit.files[0].data == second_edit.files[0].data
     stored = await service.store.get(source)
     assert stored is not None and second_edit.files[0].data == await service.store.read(stored)
-    assert again["content"] == f"Edited `{source}`."
+    assert again["content"] == f"✏️ Edited the same image as before ({source})"
 
 
 async def test_buttons_on_unknown_artifacts_answer_plainly(
@@ -77,7 +78,25 @@ async def test_buttons_on_unknown_artifacts_answer_plainly(
     click = await fake.click_button(fake.bob, result, f"pixbot:again:{artifact_id}")
     gone = await result_of(fake, click)
     assert click.response_type == 4 and click.ephemeral
-    assert gone["content"] == "That image is no longer stored, so its request cannot be repeated."
+    assert gone["content"] == "That image is no longer stored, so it cannot be made again."
     original = await result_of(fake, await fake.click_button(fake.bob, result, f"pixbot:orig:{artifact_id}"))
     assert original["content"] == "That image is no longer stored." and original["flags"] & EPHEMERAL
     assert len(provider.requests) == 1
+
+
+async def test_again_on_an_image_made_from_an_upload_redoes_that_edit(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    """The attachment is kept when the edit runs, so 🔁 Again works after a restart (and after Discord's
+    attachment URL has expired), as on every platform."""
+    await harness.start()
+    upload = png_bytes(96, 64)
+    edited = await result_of(fake, await fake.invoke_slash(fake.alice, "edit", prompt="make it gold",
+                                                           image=("cat.png", upload)))
+    made = edited["attachments"][0]["filename"].removesuffix(".png")
+    await harness.wait_delivered()
+    await harness.restart()
+    again = await result_of(fake, await fake.click_button(fake.bob, edited, f"pixbot:again:{made}"))
+    first, second = provider.requests_of("/images/edits")
+    assert first.files[0].data == second.files[0].data == upload
+    assert len(again["attachments"]) == 1 and again["content"] == "✏️ Edited cat.png"

@@ -26,7 +26,7 @@ async def test_commands_are_synced_to_command_guilds_and_global_leftovers_cleare
 ) -> None:
     await harness.start()
     synced = {c["name"]: c for c in fake.guild_commands[fake.guild_id].values()}
-    assert set(synced) == {"imagine", "edit", "settings", "history", "cancel", "help", "Edit image…"}
+    assert set(synced) == {"imagine", "edit", "settings", "last", "history", "cancel", "help", "Edit image…"}
     assert synced["Edit image…"]["type"] == 3
     (cleared,) = fake.calls_matching("PUT", rf"/applications/{fake.app_id}/commands$")
     assert cleared.json == [] and fake.global_commands == {}
@@ -97,7 +97,7 @@ async def test_edit_with_an_attachment_edits_that_image(
     result = await result_of(fake, rec)
     (edit,) = provider.requests_of("/images/edits")
     assert edit.form_fields["prompt"] == "make it blue" and [f.data for f in edit.files] == [PNG]
-    assert result["content"] == "Edited cat.png." and len(result["attachments"]) == 1
+    assert result["content"] == "✏️ Edited cat.png" and len(result["attachments"]) == 1
 
 
 async def test_edit_without_attachment_edits_the_channels_last_image(
@@ -111,7 +111,7 @@ async def test_edit_without_attachment_edits_the_channels_last_image(
     (edit,) = provider.requests_of("/images/edits")
     stored = await service.store.get(last)
     assert stored is not None and [f.data for f in edit.files] == [await service.store.read(stored)]
-    assert result["content"] == f"Edited `{last}`."
+    assert result["content"] == f"✏️ Edited the last image in this chat ({last})"
 
 
 async def test_edit_with_nothing_to_edit_is_an_ephemeral_first_response(
@@ -132,28 +132,29 @@ async def test_settings_change_show_and_reset_the_channel_defaults(
                                                    "maxImagesPerTurn": 3, "defaultImageSize": ""}})
     changed = await result_of(fake, await fake.invoke_slash(fake.alice, "settings", aspect_ratio="9:16", count=2))
     assert changed["flags"] & EPHEMERAL
-    assert "aspect ratio: 9:16" in changed["content"] and "images per request: 2" in changed["content"]
+    assert "aspect ratio (ar): 9:16" in changed["content"] and "images per request (n): 2" in changed["content"]
     result = await result_of(fake, await fake.invoke_slash(fake.bob, "imagine", prompt="a tree"))
     assert len(result["attachments"]) == 2  # the channel's default count, for everyone in it
     assert {r.json["size"] for r in provider.requests} == {"1024x1536"}
     too_many = await result_of(fake, await fake.invoke_slash(fake.alice, "settings", count=4))
-    assert too_many["content"] == "This bot makes at most 3 images at a time."
+    assert too_many["content"] == "You can ask for 1 to 3 images at a time (you asked for 4)."
     reset = await result_of(fake, await fake.invoke_slash(fake.alice, "settings", reset=True))
-    assert "aspect ratio: 1:1 (bot default)" in reset["content"] and "1 (bot default)" in reset["content"]
+    assert "aspect ratio (ar): default (1:1)" in reset["content"] and "(n): default (1)" in reset["content"]
     shown = await result_of(fake, await fake.invoke_slash(fake.alice, "settings"))
-    assert shown["content"].startswith("Current settings") and "custom/flux-dev" in shown["content"]
+    assert shown["content"].startswith("Settings for this chat") and "custom / flux-dev" in shown["content"]
 
 
 async def test_history_lists_the_channels_images_newest_first(harness: DiscordHarness, fake: FakeDiscord) -> None:
     await harness.start()
     empty = await result_of(fake, await fake.invoke_slash(fake.alice, "history"))
-    assert empty["content"] == "No images in this channel yet. Try /imagine." and empty["flags"] & EPHEMERAL
+    assert empty["content"] == "There is no image in this chat yet. Try /imagine a red fox." and empty["flags"] & EPHEMERAL
     for prompt in ("a cat", "a dog"):
         await result_of(fake, await fake.invoke_slash(fake.alice, "imagine", prompt=prompt))
     listed = await result_of(fake, await fake.invoke_slash(fake.bob, "history", count=5))
-    lines = listed["content"].splitlines()
+    header, *lines = listed["content"].splitlines()
+    assert header.startswith("Recent images, newest first")
     assert len(lines) == 2 and lines[0].endswith("a dog") and lines[1].endswith("a cat")
-    assert lines[0].startswith("`img_") and "<t:" in lines[0]
+    assert lines[0].startswith("img_") and " · " in lines[0]
 
 
 async def test_help_names_the_gestures_and_the_model(harness: DiscordHarness, fake: FakeDiscord) -> None:
@@ -167,14 +168,14 @@ async def test_cancel_stops_the_channels_running_job(
 ) -> None:
     await harness.start()
     idle = await result_of(fake, await fake.invoke_slash(fake.bob, "cancel"))
-    assert idle["content"] == "Nothing is running here." and idle["flags"] & EPHEMERAL
+    assert idle["content"] == "Nothing is running in this chat." and idle["flags"] & EPHEMERAL
     provider.hold()
     running = await fake.invoke_slash(fake.alice, "imagine", prompt="a slow fox")
     await provider.wait_for_requests(1)
     stopped = await result_of(fake, await fake.invoke_slash(fake.bob, "cancel"))
-    assert stopped["content"] == "Stopped 1 running job." and stopped["flags"] & EPHEMERAL
+    assert stopped["content"].startswith("Stopping the running job.") and stopped["flags"] & EPHEMERAL
     answer = await result_of(fake, running)
-    assert answer["content"] == "Cancelled." and answer["attachments"] == []
+    assert answer["content"] == "Stopped. No image was made." and answer["attachments"] == []
     provider.release()
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from bots.chat.inflight import Inflight
 from core.models import ChatRef, ImageRequest
+from core.service import ImageService
 from tests.e2e.discord_support import DiscordHarness, bot_messages, result_of
 from tests.fakes.fake_discord import MIB, FakeDiscord
 from tests.fakes.fake_provider import FakeProvider
@@ -65,7 +69,7 @@ async def test_a_partial_result_delivers_what_arrived_and_says_what_failed(
     provider.fail_next(400)  # one of the two concurrent requests is refused (not retried)
     result = await result_of(fake, await fake.invoke_slash(fake.alice, "imagine", prompt="two cats", count=2))
     assert len(result["attachments"]) == 1 and len(provider.requests) == 2
-    assert result["content"].startswith("1 of 2 images failed: ")
+    assert result["content"].startswith("⚠️ 1 of 2 images failed: ")
 
 
 async def test_jobs_stored_but_never_delivered_are_posted_on_the_next_start(
@@ -78,14 +82,15 @@ async def test_jobs_stored_but_never_delivered_are_posted_on_the_next_start(
     job = await service.submit(ImageRequest("a moon", chat, origin=origin))  # stored, never sent
     fake.fail_next("PATCH", r"/webhooks/.*/@original", 400, {"message": "Invalid Form Body", "code": 50035})
     refused = await result_of(fake, await fake.invoke_slash(fake.bob, "imagine", prompt="a sun"))
-    assert refused["content"].startswith("The images were made, but Discord did not accept the upload")
+    assert refused["content"].startswith("The image was made, but sending the image to this chat failed "
+                                          "(Discord said: 400")
 
     service = await harness.restart()
     await harness.wait_delivered(2, timeout=15)  # after READY and discord.py's wait for guilds
     (_, _, first), (_, _, second) = harness.deliveries
     posted = bot_messages(fake)[-2:]
     assert [m["content"].split(" ", 1)[0] for m in posted] == [fake.alice.mention, fake.bob.mention]
-    assert posted[0]["content"].endswith("here is what you asked for before the bot restarted.")
+    assert posted[0]["content"].endswith("⏱ Delivered after the bot restarted.")
     assert posted[0]["message_reference"]["message_id"] == asked["id"] and len(posted[0]["attachments"]) == 1
     assert posted[0]["components"] and first == [(posted[0]["id"], job.artifacts[0].id)]
     assert second[0][0] == posted[1]["id"]
@@ -95,20 +100,20 @@ async def test_jobs_stored_but_never_delivered_are_posted_on_the_next_start(
 
 
 async def test_stopping_lets_a_running_job_finish_and_refuses_new_gestures(
-    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service = await harness.start()
+    await harness.start()
     provider.hold()
     rec = await fake.invoke_slash(fake.alice, "imagine", prompt="a slow fox")
     await provider.wait_for_requests(1)
     waiting = asyncio.Event()
-    wait_idle = service.wait_idle
+    drain = Inflight.drain
 
-    async def spy(grace: float) -> bool:
+    async def spy(self: Inflight, service: ImageService, grace: float) -> None:
         waiting.set()
-        return await wait_idle(grace)
+        await drain(self, service, grace)
 
-    service.wait_idle = spy  # type: ignore[method-assign]
+    monkeypatch.setattr(Inflight, "drain", spy)
     stopping = asyncio.create_task(harness.stop())
     await asyncio.wait_for(waiting.wait(), 5)
     late = await fake.invoke_slash(fake.bob, "imagine", prompt="too late")
@@ -167,3 +172,18 @@ async def test_a_413_on_a_delivery_after_restart_is_answered_with_smaller_files(
     assert "to fit this server's 5 MiB upload limit" in fake.message(message_id)["content"]
     record = await service.jobs.get(job.job_id)
     assert record is not None and record.status == "delivered"
+
+
+async def test_several_images_over_the_upload_limit_share_it_in_one_message(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    """Three ~4 MB images under a 10 MiB limit: each alone fits, together they do not. The budget is shared,
+    so the first upload already fits (no 413 round trip) and all three are shown."""
+    provider.image_bytes = 4_000_000
+    await harness.start()
+    rec = await fake.invoke_slash(fake.alice, "imagine", prompt="static", count=3)
+    result = await result_of(fake, rec, timeout=60)
+    (patch,) = fake.calls_matching("PATCH", r"/webhooks/.*/@original")
+    assert patch.status == 200 and len(patch.files) == 3
+    assert sum(len(f.data) for f in patch.files) <= 10 * MIB
+    assert len(result["attachments"]) == 3 and "to fit this server's 10 MiB upload limit" in result["content"]

@@ -59,7 +59,7 @@ async def test_menu_opens_a_modal_then_edits_the_image_of_someone_elses_message(
     result = await result_of(fake, submitted)
     (edit,) = provider.requests_of("/images/edits")
     assert edit.form_fields["prompt"] == "give it a hat" and [f.data for f in edit.files] == [PNG]
-    assert result["content"] == "Edited cat.png." and not submitted.ephemeral and result in fake.messages()
+    assert result["content"] == "✏️ Edited cat.png" and not submitted.ephemeral and result in fake.messages()
 
 
 async def test_menu_on_our_result_edits_that_exact_stored_image(
@@ -72,7 +72,7 @@ async def test_menu_on_our_result_edits_that_exact_stored_image(
     edited = await result_of(fake, await _submit_prompt(fake, fake.bob, opened, "make it night"))
     (edit,) = provider.requests_of("/images/edits")
     assert [f.data for f in edit.files] == [await _stored_bytes(harness, artifact_id)]
-    assert edited["content"] == f"Edited `{artifact_id}`."
+    assert edited["content"] == f"✏️ Edited {artifact_id}"
 
 
 async def _open_with_choice(fake: FakeDiscord, user: FakeUser, target: Json) -> tuple[FakeInteraction, Json, Json]:
@@ -97,7 +97,7 @@ async def test_menu_on_a_result_with_several_images_asks_which_and_edits_that_on
     edited = await result_of(fake, submitted)
     (edit,) = provider.requests_of("/images/edits")
     assert [f.data for f in edit.files] == [await _stored_bytes(harness, shown[1][1])]
-    assert edited["content"] == f"Edited `{shown[1][1]}`."
+    assert edited["content"] == f"✏️ Edited {shown[1][1]}"
 
     opened, prompt, which = await _open_with_choice(fake, fake.bob, result)
     refused = await result_of(fake, await fake.submit_modal(
@@ -115,7 +115,7 @@ async def test_menu_picks_the_chosen_attachment_of_someone_elses_message(
                                         {prompt["custom_id"]: "give it a hat", which["custom_id"]: "2"})
     result = await result_of(fake, submitted)
     (edit,) = provider.requests_of("/images/edits")
-    assert [f.data for f in edit.files] == [JPEG] and result["content"] == "Edited dog.jpg."
+    assert [f.data for f in edit.files] == [JPEG] and result["content"] == "✏️ Edited dog.jpg"
 
 
 async def test_menu_on_a_message_without_an_image_is_refused_at_once(
@@ -140,7 +140,7 @@ async def test_reply_mentioning_the_bot_edits_the_image_replied_to_and_is_rememb
     (edit,) = provider.requests_of("/images/edits")
     assert edit.form_fields["prompt"] == "make it night"
     assert [f.data for f in edit.files] == [await _stored_bytes(harness, artifact_id)]
-    assert reply["type"] == 19 and reply["content"] == f"Edited `{artifact_id}`." and len(reply["attachments"]) == 1
+    assert reply["type"] == 19 and reply["content"] == f"✏️ Edited {artifact_id}" and len(reply["attachments"]) == 1
     ((message_id, new_id),) = await harness.wait_delivered(2)
     assert message_id == reply["id"] and new_id != artifact_id
     again = await fake.send_user_message(fake.alice, f"{fake.bot_user.mention} add stars", reply_to=reply)
@@ -160,7 +160,7 @@ async def test_reply_to_someone_elses_uncached_image_downloads_it(
     reply = await _reply_to(fake, sent)
     assert fake.calls_matching("GET", rf"/channels/{fake.channel_id}/messages/{image['id']}$")
     (edit,) = provider.requests_of("/images/edits")
-    assert [f.data for f in edit.files] == [JPEG] and reply["content"] == "Edited photo.jpg."
+    assert [f.data for f in edit.files] == [JPEG] and reply["content"] == "✏️ Edited photo.jpg"
 
 
 async def test_images_attached_to_the_mention_come_first(
@@ -172,7 +172,7 @@ async def test_images_attached_to_the_mention_come_first(
                                         files=[("a.png", PNG), ("b.jpg", JPEG)])
     reply = await _reply_to(fake, sent)
     (edit,) = provider.requests_of("/images/edits")
-    assert [f.data for f in edit.files] == [PNG, JPEG] and reply["content"] == "Edited a.png, b.jpg."
+    assert [f.data for f in edit.files] == [PNG, JPEG] and reply["content"] == "✏️ Edited a.png, b.jpg"
 
 
 async def test_a_plain_mention_generates_and_an_empty_one_gets_a_hint(
@@ -203,11 +203,11 @@ async def test_refused_message_content_intent_falls_back_and_the_bot_still_works
     await harness.wait_delivered()
     sent = await fake.send_user_message(fake.bob, f"{fake.bot_user.mention} make it night", reply_to=result)
     reply = await _reply_to(fake, sent)  # the bot's own images stay visible, so this gesture still works
-    assert reply["content"] == f"Edited `{artifact_id}`."
+    assert reply["content"] == f"✏️ Edited {artifact_id}"
     image = await fake.send_user_message(fake.bob, "", files=[("cat.png", PNG)])
     blind = await fake.send_user_message(fake.alice, f"{fake.bot_user.mention} grey", reply_to=image)
     hint = await _reply_to(fake, blind)
     assert "Edit image…" in hint["content"] and len(provider.requests) == 2
     opened = await fake.invoke_message_command(fake.alice, MENU, image)  # the menu sees every message
     edited = await result_of(fake, await _submit_prompt(fake, fake.alice, opened, "grey"))
-    assert edited["content"] == "Edited cat.png." and provider.requests_of("/images/edits")[-1].files[0].data == PNG
+    assert edited["content"] == "✏️ Edited cat.png" and provider.requests_of("/images/edits")[-1].files[0].data == PNG

@@ -61,11 +61,12 @@ async def fake() -> AsyncIterator[FakeProvider]:
 def serve_api(tmp_path: Path, fake: FakeProvider) -> ApiFactory:
     @asynccontextmanager
     async def build(api_key: str | None = KEY, limits: dict[str, Any] | None = None,
-                    api: dict[str, Any] | None = None) -> AsyncIterator[Api]:
+                    api: dict[str, Any] | None = None, image: dict[str, Any] | None = None) -> AsyncIterator[Api]:
         raw: dict[str, Any] = {
             "providers": {"custom": {"apiKey": "sk-test", "apiBase": fake.api_base("custom")},
                           "openai": {"apiKey": "sk-oa", "apiBase": fake.api_base("openai")}},
-            "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 4},
+            "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 4,
+                                          **(image or {})},
                       "ssrfWhitelist": ["127.0.0.0/8"]},
             "bots": {"api": {"enabled": True, "port": 0, "apiKey": api_key, **(api or {})}},
             "limits": {"perUserDaily": 0, **(limits or {})},
@@ -308,6 +309,18 @@ async def test_model_names_provider_or_bare_model(serve_api: ApiFactory, fake: F
     bare = fake.requests_of("/custom/v1/images/generations")[0]
     assert bare.json["model"] == "black-forest-labs/flux-schnell"
     assert "gemini" in caught.value.message and "not configured" in caught.value.message
+
+
+async def test_a_server_misconfiguration_is_a_5xx_that_names_no_config_key(serve_api: ApiFactory,
+                                                                           fake: FakeProvider) -> None:
+    async with serve_api(image={"provider": "zhipu", "model": "cogview-4"}) as api:  # zhipu has no key
+        async with api.raw() as client:
+            answer = await client.post("/v1/images/generations", json={"prompt": "a fox"})
+    assert answer.status_code == 500
+    error = answer.json()["error"]
+    assert error["type"] == "server_error" and "apiKey" not in error["message"] and "zhipu" not in error["message"]
+    assert error["message"].startswith("The bot is not set up for this yet")
+    assert fake.requests == []
 
 
 async def test_without_a_key_the_api_is_open_and_urls_unsigned(serve_api: ApiFactory) -> None:

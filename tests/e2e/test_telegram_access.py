@@ -86,5 +86,5 @@ async def test_per_chat_concurrency_refusal_is_shown_plainly(tg: TelegramHarness
     tg.provider.release()
     await tg.server.wait_for("sendPhoto")
 
-    assert "already has 1 jobs running" in refusal.params["text"] and "/cancel" in refusal.params["text"]
+    assert "already has 1 jobs running" in refusal.params["text"] and "cancel it" in refusal.params["text"]
     assert len(tg.provider.requests) == 1

@@ -138,3 +138,24 @@ async def test_stored_but_undelivered_job_is_delivered_when_the_bot_starts(tg: T
     assert record is not None and record.status == "delivered"
     shown = await service.state.artifact_for_message(CHAT_KEY, str(photo.result["message_id"]))
     assert shown == result.artifacts[0].id
+
+
+async def test_a_photo_send_that_may_have_arrived_is_not_repeated(tg: TelegramHarness) -> None:
+    """A 5xx after sendPhoto can come after Telegram posted it: repeating it would show the image twice.
+    The chat is told instead, and the job stays stored for the next start."""
+    service = await tg.start()
+    tg.server.fail_next("sendPhoto", 502, "Bad Gateway")
+    await tg.server.push_text("/imagine a quiet harbour")
+    (message,) = await tg.server.wait_for("sendMessage")
+    await tg.stop()
+
+    assert [c.status for c in tg.server.calls_of("sendPhoto")] == [502]
+    assert message.params["text"].startswith("The image was made, but sending the image to this chat failed")
+    (pending,) = await service.pending_deliveries("telegram")
+    assert pending[0].status == "stored"
+
+
+async def test_calls_that_post_nothing_are_still_retried_after_a_5xx(tg: TelegramHarness) -> None:
+    tg.server.fail_next("setMyCommands", 502, "Bad Gateway")
+    await tg.start()
+    assert [c.status for c in tg.server.calls_of("setMyCommands")] == [502, 200]

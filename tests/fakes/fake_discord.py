@@ -1,6 +1,6 @@
 """Loopback fake of Discord (REST v10, gateway websocket, attachment CDN) that unmodified discord.py drives.
 
-Point discord.py at it by patching two constants (TESTING.md §2):
+Point discord.py at it by patching two constants:
 
     monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
     monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))

@@ -1,8 +1,8 @@
 """Loopback fake of every image provider pixbot speaks to: wire formats, Pillow-made images, fault injection.
 
 One aiohttp server on 127.0.0.1 answers each provider's request shape at the path its adapter uses
-(PROVIDERS.md §1). Every route is mounted at the root *and* under ``/<provider>`` so that providers
-whose paths collide can share one fake; the prefix also selects provider-specific answers:
+(the wire formats in docs/providers.md). Every route is mounted at the root *and* under ``/<provider>``
+so that providers whose paths collide can share one fake; the prefix also selects provider-specific answers:
 
 =============  ====================================  =======================================================
 provider       apiBase to configure                  requests answered (relative to apiBase)

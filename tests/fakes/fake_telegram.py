@@ -1,6 +1,6 @@
 """Fake Telegram Bot API on 127.0.0.1: the real aiogram talks HTTP to it; tests push updates, read calls.
 
-Faithful where the bot can trip (TESTING.md §1): long polling, multipart uploads with `attach://`,
+Faithful where the bot can trip: long polling, multipart uploads with `attach://`,
 photos re-encoded to several JPEG sizes, Telegram's size limits and error texts, webhook pushes with
 the secret header, method calls returned in a webhook reply. Error texts are close, not exact.
 Known differences: parse_mode is not interpreted (text is stored as sent); http:// webhooks are

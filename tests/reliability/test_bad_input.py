@@ -73,7 +73,7 @@ async def refused(env: Env, request: ImageRequest, expected: type[PixbotError]) 
     message = str(error)
     assert message.strip() and "\n" not in message and "Traceback" not in message
     assert env.fake.requests == []
-    assert env.service.running_jobs() == [] and await env.service.jobs.interrupted() == []
+    assert env.service.running_jobs() == [] and await env.service.jobs.unsettled() == []
     return error
 
 

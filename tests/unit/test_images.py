@@ -9,12 +9,10 @@ import warnings
 import pytest
 from PIL import Image
 
+from bots.telegram.photos import TELEGRAM_PHOTO, telegram_preview, telegram_preview_async
 from core.errors import BadImage
 from core.images import (
-    TELEGRAM_PHOTO_MAX_BYTES,
     ImageInfo,
-    fit_for_telegram_photo,
-    fit_for_telegram_photo_async,
     fit_under_bytes,
     fit_under_bytes_async,
     inspect_image,
@@ -149,33 +147,33 @@ class TestValidateImage:
             await inspect_image(b"nope")
 
 
-class TestFitForTelegramPhoto:
+class TestTelegramPreview:
     def test_small_png_and_jpeg_go_out_unchanged(self) -> None:
-        assert fit_for_telegram_photo(png_bytes(640, 480)) is None
-        assert fit_for_telegram_photo(jpeg_bytes(480, 640)) is None
+        assert telegram_preview(png_bytes(640, 480)) is None
+        assert telegram_preview(jpeg_bytes(480, 640)) is None
 
     @staticmethod
     def _assert_sendable(preview: bytes | None) -> Image.Image:
         assert preview is not None
         assert sniff_mime(preview) == "image/jpeg"
-        assert len(preview) <= TELEGRAM_PHOTO_MAX_BYTES
+        assert len(preview) <= TELEGRAM_PHOTO.max_bytes
         im = _open(preview)
         w, h = im.size
         assert w + h <= 10000 and max(w, h) <= 20 * min(w, h) and max(w, h) <= 2560
         return im
 
     def test_sides_summing_over_10000_get_a_preview(self) -> None:
-        im = self._assert_sendable(fit_for_telegram_photo(png_bytes(9000, 1200)))
+        im = self._assert_sendable(telegram_preview(png_bytes(9000, 1200)))
         assert im.size == (2560, 341)
 
     def test_over_10_mb_gets_a_smaller_preview(self) -> None:
         data = noise_png(1850, 1850)
-        assert len(data) > TELEGRAM_PHOTO_MAX_BYTES
-        im = self._assert_sendable(fit_for_telegram_photo(data))
+        assert len(data) > TELEGRAM_PHOTO.max_bytes
+        im = self._assert_sendable(telegram_preview(data))
         assert im.size == (1850, 1850)  # within the side limits already: only re-encoded
 
     def test_exif_rotated_jpeg_is_transposed_and_exif_dropped(self) -> None:
-        im = self._assert_sendable(fit_for_telegram_photo(exif_rotated_jpeg(200, 100, orientation=6)))
+        im = self._assert_sendable(telegram_preview(exif_rotated_jpeg(200, 100, orientation=6)))
         assert im.size == (100, 200)
         assert dict(im.getexif()) == {}
         r, _, b = _rgb(im, (50, 10))  # orientation 6: the stored left edge ends up on top
@@ -183,12 +181,12 @@ class TestFitForTelegramPhoto:
 
     def test_alpha_is_flattened_onto_white(self) -> None:
         clear = image_bytes(Image.new("RGBA", (64, 64), (255, 0, 0, 0)), "WEBP", lossless=True)
-        im = self._assert_sendable(fit_for_telegram_photo(clear))
+        im = self._assert_sendable(telegram_preview(clear))
         assert im.mode == "RGB"
         assert min(_rgb(im, (32, 32))) >= 250
 
     def test_very_wide_image_is_letterboxed_to_ratio_20(self) -> None:
-        im = self._assert_sendable(fit_for_telegram_photo(png_bytes(4200, 100, color=(0, 0, 255))))
+        im = self._assert_sendable(telegram_preview(png_bytes(4200, 100, color=(0, 0, 255))))
         assert im.size == (2560, 128)
         assert min(_rgb(im, (1280, 2))) >= 250  # white padding above
         r, _, b = _rgb(im, (1280, 64))
@@ -196,18 +194,18 @@ class TestFitForTelegramPhoto:
 
     def test_16_bit_grey_is_scaled_not_clipped(self) -> None:
         data = image_bytes(Image.new("I;16", (30, 700), 32768), "PNG")  # ratio > 20 forces a preview
-        im = self._assert_sendable(fit_for_telegram_photo(data))
+        im = self._assert_sendable(telegram_preview(data))
         assert 120 <= _grey(im, (im.width // 2, im.height // 2)) <= 136
 
     def test_gif_and_webp_are_converted_to_jpeg(self) -> None:
-        self._assert_sendable(fit_for_telegram_photo(animated_gif()))
-        self._assert_sendable(fit_for_telegram_photo(image_bytes(Image.new("RGB", (50, 40)), "WEBP")))
+        self._assert_sendable(telegram_preview(animated_gif()))
+        self._assert_sendable(telegram_preview(image_bytes(Image.new("RGB", (50, 40)), "WEBP")))
 
     def test_broken_input_is_bad_image(self) -> None:
         with pytest.raises(BadImage):
-            fit_for_telegram_photo(b"not an image")
+            telegram_preview(b"not an image")
         with pytest.raises(BadImage, match="too large"):
-            fit_for_telegram_photo(header_only_png(20000, 20000))
+            telegram_preview(header_only_png(20000, 20000))
 
 
 class TestFitUnderBytes:
@@ -252,7 +250,7 @@ class TestThumbnail:
 
 async def test_async_wrappers_match_the_sync_functions() -> None:
     data = noise_png(200, 200)
-    assert await fit_for_telegram_photo_async(png_bytes()) is None
+    assert await telegram_preview_async(png_bytes()) is None
     out, _, changed = await fit_under_bytes_async(data, 40_000)
     assert changed and len(out) <= 40_000
     assert _open(await thumbnail_jpeg_async(data, 32)).size == (32, 32)

@@ -1,4 +1,5 @@
-"""core.net: retries, the SSRF block list, and ImageDownloader against a real aiohttp server on 127.0.0.1."""
+"""core.net (retries, clients, loopback hosts) and core.download (the SSRF block list, and ImageDownloader
+against a real aiohttp server on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ import httpx
 import pytest
 from aiohttp import web
 
+from core.download import (
+    MAX_DOWNLOAD_BYTES,
+    ImageDownloader,
+    IPAddress,
+    is_blocked_ip,
+    parse_whitelist,
+    resolve_host,
+)
 from core.errors import (
     AuthFailed,
     BadImage,
@@ -25,17 +34,7 @@ from core.errors import (
     QuotaExceeded,
     RateLimited,
 )
-from core.net import (
-    MAX_DOWNLOAD_BYTES,
-    ImageDownloader,
-    IPAddress,
-    RetryPolicy,
-    create_client,
-    is_blocked_ip,
-    parse_whitelist,
-    resolve_host,
-    with_retries,
-)
+from core.net import RetryPolicy, create_client, is_loopback_host, with_retries
 
 REFUSED = "The image service returned an image link the bot will not fetch."
 LOOPBACK = ["127.0.0.0/8"]
@@ -245,6 +244,14 @@ async def test_create_client_honours_an_explicit_proxy_only() -> None:
         assert proxied.follow_redirects is False
 
 
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("localhost", True), ("::1", True),
+    ("0.0.0.0", False), ("::", False), ("192.168.1.5", False), ("example.com", False),
+])
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
+
+
 # --- ImageDownloader against a real server ----------------------------------------------------------------
 
 
@@ -439,6 +446,28 @@ async def test_http_500_is_provider_unavailable(server: Server, make: Make) -> N
 async def test_slow_drip_body_hits_the_total_deadline(server: Server, make: Make) -> None:
     with pytest.raises(ProviderTimeout):
         await make(timeout=0.4).fetch(f"{server.base}/drip")
+
+
+async def test_transport_failures_surface_as_httpx_errors(make: Make) -> None:
+    """The guarded transport raises httpx's exceptions (httpx's own transport would), never httpcore's."""
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"this is not HTTP\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    not_http = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    closed = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    closed_port = closed.sockets[0].getsockname()[1]
+    closed.close()
+    await closed.wait_closed()
+    async with not_http:
+        port = not_http.sockets[0].getsockname()[1]
+        for url, error in ((f"http://127.0.0.1:{port}/img", "RemoteProtocolError"),
+                           (f"http://127.0.0.1:{closed_port}/img", "ConnectError")):
+            with pytest.raises(ProviderUnavailable) as caught:
+                await make().fetch(url)
+            assert f"image download failed: {error}" in (caught.value.detail or "")
 
 
 async def test_loopback_is_refused_unless_whitelisted(server: Server, make: Make) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -13,47 +12,43 @@ import pytest
 from bots.app import open_service
 from core.config_file import load_config
 from core.models import ChatRef, ImageRequest, Reference
-from core.payloads import BLOB_MARK, MIN_BLOB_CHARS, blob_for, loads_with_blobs, use_blobs
+from core.payloads import MIN_DECODED_CHARS, DecodedBase64, parse_json
 from tests.fakes.fake_provider import PROVIDER_PREFIXES, FakeProvider
 from tests.images import noise_png, png_bytes
 
-BIG = noise_png(200, 200)  # ~120 KB: far above MIN_BLOB_CHARS once in base64
+BIG = noise_png(200, 200)  # ~120 KB: far above MIN_DECODED_CHARS once in base64
 
 
-def test_long_runs_become_markers_and_short_ones_stay() -> None:
+def test_long_strings_are_decoded_and_short_ones_stay() -> None:
     small = base64.b64encode(png_bytes()).decode()
     body = json.dumps({"data": [{"b64_json": base64.b64encode(BIG).decode()}, {"b64_json": small}],
-                       "url": "data:image/png;base64," + base64.b64encode(BIG).decode()}).encode()
-    data, blobs = loads_with_blobs(body)
-    assert blobs == (BIG, BIG)
-    assert data["data"][0]["b64_json"] == BLOB_MARK + "0"
+                       "url": "data:image/png;base64," + base64.b64encode(BIG).decode(),
+                       "list": [base64.b64encode(BIG).decode(), 1]}).encode()
+    data = parse_json(bytearray(body))
+    assert data["data"][0]["b64_json"] == DecodedBase64(BIG)
     assert data["data"][1]["b64_json"] == small
-    assert data["url"] == "data:image/png;base64," + BLOB_MARK + "1"
+    assert data["url"] == DecodedBase64(BIG, "image/png")
+    assert data["list"] == [DecodedBase64(BIG), 1]
+    assert "bytes" not in repr(data["url"]) and len(repr(data)) < 500  # the image bytes stay out of logs
 
 
-def test_unusual_runs_fall_back_to_plain_json() -> None:
+def test_unusual_strings_fall_back_to_plain_json() -> None:
     escaped = json.dumps({"b64_json": base64.encodebytes(BIG).decode()}).encode()  # has \n escapes
-    data, blobs = loads_with_blobs(escaped)
-    assert blobs == () and base64.b64decode(data["b64_json"]) == BIG
-    bad_padding = b'{"b64_json": "' + b"A" * (MIN_BLOB_CHARS + 1) + b'"}'
-    data, blobs = loads_with_blobs(bad_padding)
-    assert blobs == () and len(data["b64_json"]) == MIN_BLOB_CHARS + 1
+    assert base64.b64decode(parse_json(escaped)["b64_json"]) == BIG
+    bad_padding = b'{"b64_json": "' + b"A" * (MIN_DECODED_CHARS + 1) + b'"}'
+    assert len(parse_json(bad_padding)["b64_json"]) == MIN_DECODED_CHARS + 1
+    as_key = json.dumps({base64.b64encode(BIG).decode(): 1}).encode()
+    assert parse_json(as_key) == json.loads(as_key)
 
 
-async def test_markers_resolve_only_in_the_task_that_parsed_them() -> None:
-    use_blobs((b"one", b"two"))
-    assert blob_for(f"  {BLOB_MARK}1 ") == b"two"
-    assert blob_for(f"{BLOB_MARK}9") is None
-    assert blob_for("aGVsbG8=") is None
-    both_parsed = asyncio.Barrier(2)
+def test_an_object_like_the_placeholder_is_left_alone() -> None:
+    body = json.dumps({"a": {"\x00decoded": 5}, "b": base64.b64encode(BIG).decode()}).encode()
+    assert parse_json(body) == {"a": {"\x00decoded": 5}, "b": DecodedBase64(BIG)}
 
-    async def parse_then_read(blob: bytes) -> bytes | None:
-        use_blobs((blob,))
-        await both_parsed.wait()  # the other task has set its own blobs by now
-        return blob_for(f"{BLOB_MARK}0")
 
-    assert await asyncio.gather(parse_then_read(b"left"), parse_then_read(b"right")) == [b"left", b"right"]
-    assert blob_for(f"{BLOB_MARK}0") == b"one"  # neither task's blobs leaked back into this one
+def test_invalid_json_still_raises_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse_json(b'{"b64_json": "' + base64.b64encode(BIG) + b'", ')
 
 
 @pytest.fixture

@@ -174,7 +174,7 @@ async def test_per_chat_concurrency_and_cancel(make_service: ServiceFactory, fak
         fake.release()
         record = await service.jobs.get(result.job_id)
     assert result.artifacts == ()
-    assert [e.message for e in result.errors] == ["Cancelled.", "Cancelled."]
+    assert [e.category for e in result.errors] == ["cancelled", "cancelled"]
     assert record is not None and record.status == "failed"
 
 
@@ -269,3 +269,40 @@ async def test_a_failing_progress_callback_does_not_fail_the_job(make_service: S
         assert calls == [0, 1, 2]
         assert [record.id for record, _ in await service.pending_deliveries("telegram")] == [result.job_id]
     assert "progress callback failed" in caplog.text
+
+
+async def test_cancelling_the_caller_stops_the_slots_and_settles_the_job(make_service: ServiceFactory,
+                                                                          fake: FakeProvider) -> None:
+    """A front-end task cancelled mid-job (a shutdown, a dropped HTTP client): the slots stop, the image
+    that arrived is kept, the ledger is settled and the unmade image refunded, then the cancel goes on."""
+    async with make_service(limits={"perUserDaily": 5}) as service:
+        fake.stall_next(1)  # one slot never answers
+        stored = asyncio.Event()
+
+        async def progress(update: Progress) -> None:
+            if update.stored:
+                stored.set()
+
+        job = asyncio.create_task(service.submit(ImageRequest("a fox", CHAT, count=2), progress=progress))
+        await asyncio.wait_for(stored.wait(), 5)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+        assert service.running_jobs() == [] and await service.wait_idle(0)
+        fake.release_stalled()
+        (record,) = await service.jobs.pending_delivery("telegram")
+        assert record.status == "stored" and len(record.artifact_ids) == 1
+        assert await service.state.usage_today(CHAT.user_key) == 1  # the image that was not made is refunded
+        # nothing of the job keeps running: the chat's limit and /cancel see an idle chat
+        assert await service.cancel(CHAT.key) == 0
+
+
+async def test_cancelled_slots_have_their_own_category(make_service: ServiceFactory, fake: FakeProvider) -> None:
+    async with make_service() as service:
+        fake.hold()
+        job = asyncio.create_task(service.submit(ImageRequest("a fox", CHAT)))
+        await fake.wait_for_requests(1)
+        await service.cancel(CHAT.key)
+        result = await job
+        fake.release()
+    assert [(e.category, e.message) for e in result.errors] == [("cancelled", "Stopped before it finished.")]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from bots.chat import ResultText
 from bots.telegram.captions import CAPTION_LIMIT, fit_text, result_caption
 from bots.telegram.keyboards import RATIO_CHOICES, result_keyboard, settings_keyboard
 from bots.telegram.parsing import ImagineArgs, parse_args, split_command, strip_mention
 from core.errors import InvalidRequest
-from core.models import SlotError
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -43,15 +43,30 @@ def test_split_command_and_strip_mention() -> None:
     assert strip_mention("mail me@pixbot_test_bot.example", "pixbot_test_bot") == "mail me@pixbot_test_bot.example"
 
 
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
 def test_captions_keep_the_extras_and_fit_telegrams_limit_in_utf16_units() -> None:
-    errors = [SlotError(1, "rate_limited", "The image service is busy right now.")]
-    caption = result_caption("🦊" * 2000, target="your image", ignored="size 4K not supported; used 2K",
-                             errors=errors, requested=2)
-    assert len(caption.encode("utf-16-le")) // 2 <= CAPTION_LIMIT
+    text = ResultText("🦊" * 2000, edited="your image", ignored="size 4K not supported; used 2K",
+                      failed="⚠️ 1 of 2 images failed: The image service is busy right now.")
+    caption = result_caption(text)
+    assert _units(caption) <= CAPTION_LIMIT
     assert caption.endswith("✏️ Edited your image\nℹ️ size 4K not supported; used 2K\n"
                             "⚠️ 1 of 2 images failed: The image service is busy right now.")
     assert "🦊…\n" in caption
     assert fit_text("short") == "short"
+
+
+def test_a_huge_tail_is_cut_to_half_the_caption_so_the_prompt_stays_visible() -> None:
+    """Eight failed images with long, different reasons: the extras alone would overflow the caption."""
+    reasons = " ".join(f"Reason {n}: " + "the provider said no. " * 20 for n in range(8))
+    caption = result_caption(ResultText("a lighthouse at dusk", failed=f"⚠️ 8 of 9 images failed: {reasons}",
+                                        late=True))
+    assert _units(caption) <= CAPTION_LIMIT
+    assert caption.startswith("a lighthouse at dusk\n⚠️ 8 of 9 images failed: Reason 0")
+    tail = caption.split("\n", 1)[1]
+    assert tail.endswith("…") and _units(tail) <= CAPTION_LIMIT // 2
 
 
 def test_callback_data_fits_in_64_bytes() -> None:
