@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import get_args
@@ -12,8 +12,10 @@ from typing import get_args
 import pytest
 
 from core import jobs as jobs_module
+from core.errors import InternalError
 from core.jobs import JobLedger, JobRecord, JobStatus
-from core.state import Database, open_database
+from core.models import Artifact
+from core.state import ChatState, Database, open_database
 
 
 @pytest.fixture
@@ -177,23 +179,50 @@ async def test_pending_delivery_lists_stored_jobs_oldest_first_by_platform(ledge
     assert await ledger.pending_delivery("api") == []
 
 
-async def test_fail_interrupted_with_and_without_artifacts(ledger: JobLedger) -> None:
+def _never_dead(owner: str) -> bool:
+    return False
+
+
+async def test_orphans_are_settled_with_and_without_artifacts(ledger: JobLedger) -> None:
     queued = await job_in(ledger, "queued")
     bare = await job_in(ledger, "generating")
     partial = await job_in(ledger, "generating", "discord:7")
     await ledger.add_artifacts(partial.id, ["p1"])
     done = await job_in(ledger, "delivered")
 
-    assert {j.id for j in await ledger.interrupted()} == {queued.id, bare.id, partial.id}
-    settled = {j.id: j for j in await ledger.fail_interrupted()}
+    assert {j.id for j in await ledger.unsettled()} == {queued.id, bare.id, partial.id}
+    settled = {j.id: j for j in await ledger.settle_orphans("me", _never_dead)}  # no owner, no lease: orphans
     assert set(settled) == {queued.id, bare.id, partial.id}
     assert (settled[queued.id].status, settled[queued.id].error) == ("failed", "interrupted by a restart")
     assert settled[bare.id].status == "failed"
     assert (settled[partial.id].status, settled[partial.id].artifact_ids) == ("stored", ("p1",))
-    assert await ledger.interrupted() == []
+    assert await ledger.unsettled() == []
     assert [j.id for j in await ledger.pending_delivery()] == [partial.id]
     assert await ledger.get(done.id) == done
-    assert await ledger.fail_interrupted("again") == []
+    assert await ledger.settle_orphans("me", _never_dead, "again") == []
+
+
+async def test_a_live_lease_is_left_alone_until_it_lapses_or_its_owner_dies(ledger: JobLedger) -> None:
+    live = await ledger.create(chat_key="cli:x", user_key=None, prompt="p", requested=1, request={},
+                               started=True, owner="other/1/1", lease_s=30)
+    mine = await ledger.create(chat_key="cli:x", user_key=None, prompt="p", requested=1, request={},
+                               started=True, owner="me", lease_s=0.01)
+    assert live.owner == "other/1/1" and live.lease_until is not None
+    assert await ledger.settle_orphans("me", _never_dead) == []  # lease running; my own job is never an orphan
+    (settled,) = await ledger.settle_orphans("me", lambda owner: owner == "other/1/1")  # its process is gone
+    assert settled.id == live.id and settled.status == "failed"
+    assert [j.id for j in await ledger.unsettled()] == [mine.id]
+
+
+async def test_renewing_keeps_a_lease_from_lapsing(ledger: JobLedger) -> None:
+    job = await ledger.create(chat_key="cli:x", user_key=None, prompt="p", requested=1, request={},
+                              started=True, owner="other", lease_s=0.05)
+    assert await ledger.renew("other", 30) == 1
+    await asyncio.sleep(0.1)  # the first lease would have lapsed by now
+    assert await ledger.settle_orphans("me", _never_dead) == []
+    renewed = await ledger.get(job.id)
+    assert renewed is not None and renewed.lease_until is not None and renewed.lease_until > job.lease_until
+    assert await ledger.renew("nobody", 30) == 0
 
 
 async def test_ledger_survives_a_restart(db_path: Path) -> None:
@@ -205,8 +234,8 @@ async def test_ledger_survives_a_restart(db_path: Path) -> None:
 
     async with open_database(db_path) as second:
         ledger = JobLedger(second)
-        assert [j.id for j in await ledger.interrupted()] == [running.id]
-        recovered = await ledger.fail_interrupted("restart")
+        assert [j.id for j in await ledger.unsettled()] == [running.id]
+        recovered = await ledger.settle_orphans("next-process", _never_dead, "restart")
         assert [(j.id, j.status, j.artifact_ids) for j in recovered] == [(running.id, "stored", ("a1", "a2"))]
         pending = await ledger.pending_delivery()
         assert [j.id for j in pending] == [running.id, stored.id]  # by creation
@@ -240,19 +269,23 @@ async def test_deliver_moves_only_stored_jobs(ledger: JobLedger) -> None:
     assert not await ledger.deliver("job_000000000000")
 
 
-async def test_alongside_runs_in_the_same_transaction(ledger: JobLedger, db: Database) -> None:
+async def test_complete_job_stores_and_records_the_history_in_one_transaction(ledger: JobLedger,
+                                                                                db: Database) -> None:
+    state = ChatState(db)
     job = await job_in(ledger, "generating")
-
-    def note(conn: sqlite3.Connection) -> None:  # the job's own connection and transaction
-        conn.execute("INSERT INTO usage (user_key, day, used) VALUES ('seen', '2026-01-01', 1)")
-
-    await ledger.advance(job.id, "stored", artifact_ids=["a1"], alongside=note)
-    assert await db.run(lambda c: c.execute("SELECT used FROM usage WHERE user_key = 'seen'").fetchone()[0]) == 1
-
-    def broken(conn: sqlite3.Connection) -> None:
-        raise RuntimeError("chat state write failed")
+    made = _artifact("img_aaaaaaaaaaaa", job.id)
+    stored = await ledger.complete_job(job.id, "telegram:1", [made])
+    assert stored.status == "stored" and stored.artifact_ids == (made.id,)
+    assert await state.last_artifact("telegram:1") == made.id
+    assert [e.artifact_id for e in await state.history("telegram:1")] == [made.id]
 
     other = await job_in(ledger, "generating")
-    with pytest.raises(RuntimeError):
-        await ledger.advance(other.id, "stored", artifact_ids=["a2"], alongside=broken)
+    await db.run(lambda conn: conn.execute("DROP TABLE artifacts"))  # the history write will fail
+    with pytest.raises(InternalError):
+        await ledger.complete_job(other.id, "telegram:1", [_artifact("img_bbbbbbbbbbbb", other.id)])
     assert (await ledger.get(other.id)).status == "generating"  # type: ignore[union-attr]  # rolled back
+
+
+def _artifact(artifact_id: str, job_id: str) -> Artifact:
+    return Artifact(id=artifact_id, path=f"/m/{artifact_id}.png", mime="image/png", prompt="a fox", model="m",
+                    provider="p", source_images=(), created_at="2026-12-05T10:00:00+00:00", job_id=job_id)

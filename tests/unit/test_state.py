@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from core import db as db_module
 from core.errors import InternalError, InvalidRequest
+from core.jobs import JobLedger
 from core.models import Artifact
 from core.state import ChatSettings, ChatState, Database, HistoryEntry, open_database
 
@@ -56,7 +58,28 @@ class TestDatabase:
         assert await asyncio.to_thread(db_path.exists)
         mode = await db.run(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0])
         version = await db.run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
-        assert (mode, version) == ("wal", 1)
+        assert (mode, version) == ("wal", 2)
+
+    async def test_a_version_1_file_is_migrated_in_place_with_its_jobs(self, db_path: Path) -> None:
+        """A database written before jobs had owners: the columns are added, the rows kept."""
+        def write_v1() -> None:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(db_path)
+            for statement in db_module._SCHEMA_V1:
+                conn.execute(statement)
+            conn.execute("INSERT INTO jobs (id, chat_key, user_key, status, prompt, requested, request, origin, "
+                         "artifact_ids, error, created_at, updated_at) VALUES ('job_old', 'telegram:1', NULL, "
+                         "'generating', 'a fox', 1, '{}', '{}', '[\"img_aaaaaaaaaaaa\"]', NULL, 't', 't')")
+            conn.execute("PRAGMA user_version = 1")
+            conn.commit()
+            conn.close()
+
+        await asyncio.to_thread(write_v1)
+        async with open_database(db_path) as database:
+            version = await database.run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
+            (job,) = await JobLedger(database).unsettled()
+        assert version == 2 and job.id == "job_old" and job.artifact_ids == ("img_aaaaaaaaaaaa",)
+        assert job.owner is None and job.lease_until is None  # an orphan: the next start settles it
 
     async def test_statements_run_on_one_thread_other_than_the_loop(self, db: Database) -> None:
         idents = {await db.run(lambda conn: threading.get_ident()) for _ in range(3)}
