@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.config import PROVIDER_NAMES, ImageGenerationConfig
+from core.config import MAX_IMAGES_PER_REQUEST, PROVIDER_NAMES, ImageGenerationConfig
 from core.errors import PixbotError
 from core.models import SlotError
+from core.references import MAX_REFERENCES
 
 __all__ = [
     "MAX_EDIT_IMAGES",
@@ -29,7 +30,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: OpenAI's ``/images/edits`` takes up to 16 images; so does pixbot's reference resolver.
-MAX_EDIT_IMAGES = 16
+MAX_EDIT_IMAGES = MAX_REFERENCES
 
 #: category → (HTTP status, OpenAI error type, code). ``auth`` here is the provider's: our own
 #: credential check answers 401 itself; a provider rejecting pixbot's key is the operator's problem.
@@ -91,7 +92,7 @@ class ImageOptions(BaseModel):
 
     prompt: str = Field(min_length=1)
     model: str | None = None
-    n: int | None = Field(default=None, ge=1, le=8)
+    n: int | None = Field(default=None, ge=1, le=MAX_IMAGES_PER_REQUEST)
     size: str | None = Field(default=None, max_length=32)
     aspect_ratio: str | None = Field(default=None, max_length=16)
     response_format: Literal["b64_json", "url"] | None = None

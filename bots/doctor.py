@@ -15,11 +15,11 @@ __all__ = ["diagnose", "render"]
 async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = False) -> dict[str, Any]:
     """A JSON-able report. Calls a provider only with ``ping`` (one small generation each)."""
     image = config.image
-    in_use = {image.provider, *(f.provider for f in image.fallbacks)}
+    chain = image.chain()
+    in_use = {name for name, _ in chain}
     providers = []
     for name, adapter in service.providers.items():
-        model = image.model if name == image.provider else next(
-            (f.model for f in image.fallbacks if f.provider == name and f.model), adapter.default_model)
+        model = next((m for n, m in chain if n == name and m), adapter.default_model)
         missing = adapter.missing()
         row: dict[str, Any] = {
             "name": name, "model": model, "in_use": name in in_use, "configured": not missing,

@@ -31,6 +31,7 @@ from core.config import ApiConfig, AppConfig
 from core.errors import ConfigError, PixbotError
 from core.images import sniff_mime
 from core.models import Artifact, ChatRef, ImageRequest, Reference, SlotError
+from core.net import is_loopback_host
 from core.service import ImageService
 
 __all__ = ["API_CONFIG", "SERVICE", "artifact_signature", "make_app", "run_api"]
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 SERVICE = web.AppKey("pixbot_service", ImageService)
 API_CONFIG = web.AppKey("pixbot_api_config", ApiConfig)
 
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _JSON_MAX = 1024 * 1024  # a generation body carries no images
 _TEXT_FIELD_MAX = 256 * 1024
 _CHUNK = 256 * 1024
@@ -72,7 +72,7 @@ def make_app(config: AppConfig, service: ImageService) -> web.Application:
 async def run_api(config: AppConfig, service: ImageService, stop: asyncio.Event) -> None:
     """Serve until ``stop`` is set, then stop accepting, let requests finish briefly, and return."""
     api = config.bots.api
-    if api.host not in _LOOPBACK and not api.api_key:
+    if not is_loopback_host(api.host) and not api.api_key:
         raise ConfigError(f"bots.api.host {api.host!r} is not loopback; set bots.api.apiKey to expose "
                           "the API")
     runner = web.AppRunner(make_app(config, service), access_log=None, shutdown_timeout=5.0)
@@ -292,9 +292,8 @@ async def _models(request: web.Request) -> web.Response:
     """The default provider/model first, then fallbacks and each configured provider's default."""
     service = request.app[SERVICE]
     image = service.config.image
-    pairs = [(image.provider, image.model)]
-    pairs += [(f.provider, f.model or service.providers[f.provider].default_model)
-              for f in image.fallbacks if f.provider in service.providers]
+    pairs = [(name, model or service.providers[name].default_model)
+             for name, model in image.chain() if name in service.providers]
     pairs += [(name, adapter.default_model) for name, adapter in sorted(service.providers.items())
               if not adapter.missing()]
     seen: set[str] = set()

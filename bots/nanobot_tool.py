@@ -20,7 +20,7 @@ from nanobot.agent.tools.context import RequestContext, current_request_context
 from nanobot.config.paths import get_config_path, get_data_dir
 
 from bots.app import open_service
-from core.config import AppConfig
+from core.config import MAX_IMAGES_PER_REQUEST, AppConfig
 from core.config_file import load_config
 from core.errors import PixbotError
 from core.images import sniff_mime
@@ -49,7 +49,7 @@ PARAMETERS: dict[str, Any] = {
         "aspect_ratio": {"type": "string",
                          "description": "Optional output aspect ratio, e.g. 1:1, 16:9, 9:16."},
         "image_size": {"type": "string", "description": "Optional size hint, e.g. 1K, 2K, 4K or 1024x1024."},
-        "count": {"type": "integer", "minimum": 1, "maximum": 8,
+        "count": {"type": "integer", "minimum": 1, "maximum": MAX_IMAGES_PER_REQUEST,
                   "description": "Number of images to generate in this turn."},
         "edit_last": {"type": "boolean",
                       "description": "Edit the most recent image made in this chat (no path needed), e.g. "

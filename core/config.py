@@ -14,7 +14,10 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from core.net import is_loopback_host
+
 __all__ = [
+    "MAX_IMAGES_PER_REQUEST",
     "PROVIDER_NAMES",
     "ApiConfig",
     "AppConfig",
@@ -34,8 +37,9 @@ PROVIDER_NAMES: tuple[str, ...] = (
     "modelscope",
 )
 
+#: The most images one request may ask for, whatever ``maxImagesPerTurn`` says.
+MAX_IMAGES_PER_REQUEST = 8
 _RATIO = re.compile(r"^\s*(\d{1,4})\s*:\s*(\d{1,4})\s*$")
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
 def parse_ratio(value: str) -> tuple[int, int] | None:
@@ -92,9 +96,14 @@ class ImageGenerationConfig(_Model):
     @field_validator("max_images_per_turn")
     @classmethod
     def _count_range(cls, value: int) -> int:
-        if not 1 <= value <= 8:
-            raise ValueError(f"must be between 1 and 8 (got {value})")
+        if not 1 <= value <= MAX_IMAGES_PER_REQUEST:
+            raise ValueError(f"must be between 1 and {MAX_IMAGES_PER_REQUEST} (got {value})")
         return value
+
+    def chain(self) -> list[tuple[str, str | None]]:
+        """The default provider/model, then each fallback as ``(provider, model or None)``: the order in
+        which a request is tried (a fallback without a model uses its provider's default)."""
+        return [(self.provider, self.model), *((f.provider, f.model) for f in self.fallbacks)]
 
     @field_validator("default_aspect_ratio")
     @classmethod
@@ -201,7 +210,7 @@ class ApiConfig(_Model):
 
     @model_validator(mode="after")
     def _public_needs_key(self) -> ApiConfig:
-        if self.host not in _LOOPBACK_HOSTS and not self.api_key:
+        if not is_loopback_host(self.host) and not self.api_key:
             raise ValueError(f"host {self.host!r} is not loopback; set bots.api.apiKey to expose the API")
         return self
 

@@ -388,8 +388,8 @@ class ImageService:
         else:
             primary_model = self.providers[primary].default_model
         candidates = [(primary, primary_model)]
-        candidates += [(f.provider, f.model or self.providers[f.provider].default_model)
-                       for f in image_cfg.fallbacks if f.provider in self.providers]
+        candidates += [(name, fallback_model or self.providers[name].default_model)
+                       for name, fallback_model in image_cfg.chain()[1:] if name in self.providers]
         plans: list[Plan] = []
         problems: list[PixbotError] = []
         for name, model_name in candidates:

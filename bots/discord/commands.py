@@ -11,6 +11,7 @@ from bots.chat import Ask
 from bots.discord.context import Context, chat_of
 from bots.discord.surface import InteractionSurface
 from bots.discord.targets import download
+from core.config import MAX_IMAGES_PER_REQUEST
 from core.errors import PixbotError
 from core.models import ASPECT_RATIOS, Reference
 
@@ -22,7 +23,7 @@ _RATIO_CHOICES = [app_commands.Choice(name=r, value=r) for r in ASPECT_RATIOS]
 _SIZE_CHOICES = [app_commands.Choice(name=s, value=s) for s in SIZES]
 #: Discord needs the bounds when commands are declared; the service refuses what the config does not allow.
 Prompt = app_commands.Range[str, 1, 4000]
-Count = app_commands.Range[int, 1, 8]
+Count = app_commands.Range[int, 1, MAX_IMAGES_PER_REQUEST]
 _HISTORY_TEXT_MAX = 2000
 
 
