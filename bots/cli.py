@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from core.artifacts import is_artifact_id
 from core.config import ApiConfig, AppConfig
 from core.config_file import load_config
-from core.errors import BadImage, ConfigError, InvalidRequest, PixbotError, Unsupported
+from core.errors import BadImage, ConfigError, InternalError, InvalidRequest, PixbotError, Unsupported
 from core.models import ChatRef, ImageRequest, JobResult, Mode, Reference
 
 __all__ = ["main"]
@@ -84,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "history": _history, "prune": _prune}[args.command]
         return asyncio.run(handler(config, args))
     except (_UsageError, PixbotError) as exc:  # also start-up failures, e.g. a database from a newer pixbot
-        print(f"error: {exc}", file=sys.stderr)
+        # The operator runs the CLI: an internal failure's detail (already redacted) is theirs to see.
+        detail = exc.detail if isinstance(exc, InternalError) and exc.detail else None
+        print(f"error: {exc}" + (f" ({detail})" if detail else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
