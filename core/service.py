@@ -311,7 +311,8 @@ class ImageService:
                 raise RateLimited(f"This chat already has {limits.per_chat_jobs} jobs running. Wait for one to "
                                   "finish, or cancel it.")
             if await self.state.try_consume(user_key, count, limits.per_user_daily) is None:
-                raise QuotaExceeded(_quota_message(limits.per_user_daily))
+                used = await self.state.usage_today(user_key)
+                raise QuotaExceeded(_quota_message(limits.per_user_daily, used, count))
 
         summary = RequestSummary(prompt=request.prompt, mode=request.mode, count=count, provider=chain[0].provider,
                                  model=chain[0].model, aspect_ratio=request.aspect_ratio, size=request.size,
@@ -561,9 +562,17 @@ def _log_retry(job_id: str, slot: int) -> Callable[[PixbotError, int, float], No
     return on_retry
 
 
-def _quota_message(limit: int) -> str:
+def _images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
+def _quota_message(limit: int, used: int, asked: int) -> str:
+    """What is left today, against what was asked, and exactly when the count starts again."""
     now = datetime.now(UTC)
     resets = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     hours, rest = divmod(int((resets - now).total_seconds()), 3600)
-    return (f"You have used your {limit} images for today. The quota resets at midnight UTC "
-            f"(in {hours} h {rest // 60} min).")
+    when = f"the quota resets at midnight UTC (in {hours} h {rest // 60} min)."
+    left = max(0, limit - used)
+    if not left:
+        return f"You have used your {_images(limit)} for today: {when}"
+    return f"You have {_images(left)} left today (you asked for {asked}). Ask for {left} or fewer, or wait: {when}"

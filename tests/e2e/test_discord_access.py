@@ -82,7 +82,7 @@ async def test_the_daily_quota_refusal_is_an_ephemeral_first_response(
     await harness.start(limits={"perUserDaily": 1})
     await result_of(fake, await fake.invoke_slash(fake.alice, "imagine", prompt="a fox"))
     refusal = await _refused(fake, await fake.invoke_slash(fake.alice, "imagine", prompt="another fox"))
-    assert refusal.startswith("You have used your 1 images for today. The quota resets at midnight UTC")
+    assert refusal.startswith("You have used your 1 image for today: the quota resets at midnight UTC")
     await result_of(fake, await fake.invoke_slash(fake.bob, "imagine", prompt="bob's fox"))  # per user
     assert len(provider.requests) == 2
 

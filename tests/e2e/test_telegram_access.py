@@ -71,8 +71,21 @@ async def test_daily_quota_refusal_says_when_it_resets(tg: TelegramHarness) -> N
     (_, refusal) = await tg.server.wait_for("sendMessage", 2)  # the album's buttons, then the refusal
     await tg.stop()
 
-    assert refusal.params["text"].startswith("You have used your 2 images for today")
-    assert "midnight UTC" in refusal.params["text"]
+    assert refusal.params["text"].startswith("You have used your 2 images for today: the quota resets at "
+                                             "midnight UTC (in ")
+    assert len(tg.provider.requests) == 2
+
+
+async def test_the_quota_refusal_counts_what_is_left_against_what_was_asked(tg: TelegramHarness) -> None:
+    await tg.start(limits={"perUserDaily": 3})
+    await tg.server.push_text("/imagine two birds --n 2")
+    await tg.server.wait_for("sendMediaGroup")
+    await tg.server.push_text("/imagine two more birds --n 2")
+    (_, refusal) = await tg.server.wait_for("sendMessage", 2)
+    await tg.stop()
+
+    assert refusal.params["text"].startswith("You have 1 image left today (you asked for 2). Ask for 1 or "
+                                             "fewer, or wait: the quota resets at midnight UTC (in ")
     assert len(tg.provider.requests) == 2
 
 
