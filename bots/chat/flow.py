@@ -174,14 +174,35 @@ class ChatFlow:
         if key is not None:
             await self.service.remember_messages(surface.chat.key, [(key, artifact.id)])
 
-    async def show_last(self, surface: ChatSurface) -> None:
-        """/last: the chat's last image again, with its buttons; replying to it edits it."""
-        artifact = await self.service.last_image(surface.chat.key)
+    async def show(self, surface: ChatSurface, image_id: str | None = None) -> None:
+        """/last, /show <id>: the chat's last image (or that one) again, with its buttons; replying to
+        it edits it."""
+        try:
+            artifact = (await self.own_image(surface.chat.key, image_id) if image_id
+                        else await self.service.last_image(surface.chat.key))
+        except InvalidRequest as exc:
+            await surface.tell(exc.public_message)
+            return
         if artifact is None:
             await surface.tell(wording.NO_IMAGE_YET)
             return
         sent = await surface.send_images([artifact], ResultText(f"{artifact.id}: {artifact.prompt}"))
         await self.service.remember_messages(surface.chat.key, sent.shown)
+
+    async def own_image(self, chat_key: str, image_id: str) -> Artifact:
+        """An image id someone typed: it must name an image of this chat (ids seen in /history)."""
+        artifact = await self.service.artifact(image_id)
+        if artifact is None or artifact.chat != chat_key:
+            raise InvalidRequest(wording.unknown_image(image_id))
+        return artifact
+
+    async def typed_target(self, chat_key: str, text: str) -> tuple[Reference | None, str]:
+        """``img_… rest``: the image a command names by id (refused unless it is this chat's), and the rest."""
+        image_id, rest = wording.split_image_id(text)
+        if image_id is None:
+            return None, text
+        artifact = await self.own_image(chat_key, image_id)
+        return Reference(artifact_id=artifact.id), rest
 
     async def history(self, chat_key: str, limit: int, text_limit: int) -> str:
         return wording.history_text(await self.service.history(chat_key, limit), text_limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.artifacts import is_artifact_id
 from core.errors import Cancelled
 from core.models import JobResult, SlotError
 from core.stores import ChatSettings, HistoryEntry
@@ -101,6 +102,18 @@ def history_text(entries: Sequence[HistoryEntry], limit_chars: int) -> str:
             break
         lines.append(line)
     return "\n".join(lines)
+
+
+def split_image_id(text: str) -> tuple[str | None, str]:
+    """``"img_0123456789ab make it blue"`` → ``("img_0123456789ab", "make it blue")``; other text → (None, text)."""
+    first, _, rest = text.strip().partition(" ")
+    if is_artifact_id(first):
+        return first, rest.strip()
+    return None, text
+
+
+def unknown_image(image_id: str) -> str:
+    return f"There is no image {image_id[:40]} in this chat. /history lists this chat's images with their ids."
 
 
 def cancel_text(cancelled: int) -> str:

@@ -47,17 +47,23 @@ class ImageCommands(commands.Cog):
         await self.ctx.flow.run(self._surface(interaction), build)
 
     @app_commands.command()
-    @app_commands.describe(prompt="What to change", image="The image to edit (default: this channel's last image)")
+    @app_commands.describe(prompt="What to change; start with an image id (img_…) to edit that one",
+                           image="The image to edit (default: this channel's last image)")
     async def edit(self, interaction: discord.Interaction, prompt: Prompt,
                    image: discord.Attachment | None = None) -> None:
-        """Edit an image: the one you attach, or this channel's last image."""
+        """Edit an image: the one you attach, the one you name by id, or this channel's last image."""
+        surface = self._surface(interaction)
+
         async def build() -> Ask:
+            named, text = await self.ctx.flow.typed_target(surface.chat.key, prompt)
+            if named is not None:
+                return Ask(text, "edit", (named,), named.artifact_id)
             references: tuple[Reference, ...] = ()
             if image is not None:
                 references = (await download(image, self.ctx.config.limits.max_reference_bytes),)
             return Ask(prompt, "edit", references, image.filename if image is not None else None)
 
-        await self.ctx.flow.run(self._surface(interaction), build)
+        await self.ctx.flow.run(surface, build)
 
     @app_commands.command()
     @app_commands.describe(aspect_ratio="Default shape for this channel", count="Default number of images",
@@ -83,7 +89,13 @@ class ImageCommands(commands.Cog):
     @app_commands.command()
     async def last(self, interaction: discord.Interaction) -> None:
         """Show this channel's last image again, with its buttons."""
-        await self.ctx.flow.show_last(self._surface(interaction))
+        await self.ctx.flow.show(self._surface(interaction))
+
+    @app_commands.command()
+    @app_commands.describe(image_id="An image id from /history (img_…)")
+    async def show(self, interaction: discord.Interaction, image_id: app_commands.Range[str, 1, 40]) -> None:
+        """Show one of this channel's images again by its id, with its buttons."""
+        await self.ctx.flow.show(self._surface(interaction), image_id.strip())
 
     @app_commands.command()
     @app_commands.describe(count="How many recent images to list")
@@ -109,6 +121,7 @@ class ImageCommands(commands.Cog):
             f"**Edit image…** (right-click a message → Apps) — edits that message's image.\n"
             f"Reply to an image and mention me with what to change — edits that image.\n"
             f"Buttons under results: 🔁 again, 📐 another shape, ✏️ edit, 📎 the original file.\n"
-            f"**/settings** — this channel's defaults; **/last**, **/history** — recent images; **/cancel** — "
-            f"stop this channel's running jobs.\nModel: {model}.",
+            f"**/settings** — this channel's defaults; **/last**, **/history** — recent images; **/show** id — "
+            f"that image again; **/edit** `img_… change` — edit it; **/cancel** — stop this channel's running "
+            f"jobs.\nModel: {model}.",
             ephemeral=True)

@@ -24,7 +24,7 @@ def make_router() -> Router:
     router.message.register(help_command, Command("help", "start"))
     router.message.register(ratio_command, Command("ratio"))
     router.message.register(settings_command, Command("settings"))
-    router.message.register(last_command, Command("last"))
+    router.message.register(last_command, Command("last", "show"))
     router.message.register(history_command, Command("history"))
     router.message.register(cancel_command, Command("cancel"))
     router.callback_query.register(setting_button, Setting.filter())
@@ -40,7 +40,8 @@ def help_text(service: ImageService, group: bool) -> str:
         "use them as references.\n"
         "Buttons under results: 🔁 again, ✏️ edit, 📐 another ratio, 📎 the original file.\n\n"
         "/ratio 16:9: this chat's aspect ratio · /settings: ratio, count, photo or file\n"
-        "/last, /history: recent images · /cancel: stop what is running"
+        "/last, /history: recent images · /show <id>: that image · /edit <id> make it blue: edit it\n"
+        "/cancel: stop what is running"
     )
     if group:
         text += "\n\nIn this group, mention me or reply to my messages; commands always work."
@@ -96,9 +97,12 @@ async def setting_button(query: CallbackQuery, callback_data: Setting, tg: Teleg
             await message.edit_text(text, reply_markup=message.reply_markup)
 
 
-async def last_command(message: Message, bot: Bot, service: ImageService, tg: TelegramContext) -> None:
-    """Show the chat's last image again, with its buttons; replying to it edits it."""
-    await tg.flow.show_last(TelegramSurface.answering(bot, service, tg, message))
+async def last_command(message: Message, command: CommandObject, bot: Bot, service: ImageService,
+                       tg: TelegramContext) -> None:
+    """``/last`` shows the chat's last image again, ``/show img_…`` (or ``/last img_…``) that one, with
+    its buttons; replying to it edits it."""
+    image_id = (command.args or "").strip() or None
+    await tg.flow.show(TelegramSurface.answering(bot, service, tg, message), image_id)
 
 
 async def history_command(message: Message, command: CommandObject, tg: TelegramContext) -> None:

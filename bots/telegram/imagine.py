@@ -12,18 +12,18 @@ from bots.chat import Ask
 from bots.chat.flow import Build
 from bots.telegram.access import addresses_bot
 from bots.telegram.context import TelegramContext
-from bots.telegram.inputs import attached_target, files_target, image_files, replied_target
+from bots.telegram.inputs import Target, attached_target, files_target, image_files, replied_target
 from bots.telegram.parsing import split_command, strip_mention
 from bots.telegram.requests import from_text
-from bots.telegram.surface import TelegramSurface
+from bots.telegram.surface import TelegramSurface, chat_of
 from core.errors import BadImage
 from core.service import ImageService
 
 __all__ = ["IMAGINE_COMMANDS", "make_router"]
 
 IMAGINE_COMMANDS = ("imagine", "image", "draw")
-_EDIT_USAGE = ("Usage: /edit make the sky purple. Reply to an image, send one with the command, or it edits "
-               "this chat's last image.")
+_EDIT_USAGE = ("Usage: /edit make the sky purple. Reply to an image, send one with the command, name one "
+               "(/edit img_… make it blue), or it edits this chat's last image.")
 _CAPTION_USAGE = "Say in the caption what to do with the image, e.g. \"make it a watercolour\"."
 _NO_CAPTION = ("Add a caption saying what to do with this image (e.g. \"make it a watercolour\"), or reply "
                "to it with the instruction.")
@@ -64,9 +64,11 @@ async def edit(message: Message, command: CommandObject, bot: Bot, service: Imag
                tg: TelegramContext) -> None:
     """``/edit <change>``: the attached image, else the replied-to image, else the chat's last image."""
     async def build() -> Ask:
-        target = (await attached_target(bot, message, tg.download_limit)
+        named, text = await tg.flow.typed_target(chat_of(message.chat.id, None).key, command.args or "")
+        target = (Target((named,), named.artifact_id or "") if named is not None
+                  else await attached_target(bot, message, tg.download_limit)
                   or await replied_target(service, bot, message, tg.download_limit))
-        return from_text(command.args or "", mode="edit", target=target, usage=_EDIT_USAGE)
+        return from_text(text, mode="edit", target=target, usage=_EDIT_USAGE)
 
     await _run(message, bot, service, tg, build)
 

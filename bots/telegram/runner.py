@@ -45,6 +45,7 @@ COMMANDS = [
     BotCommand(command="ratio", description="This chat's aspect ratio, e.g. /ratio 16:9"),
     BotCommand(command="settings", description="Ratio, images per request, photo or file"),
     BotCommand(command="last", description="Show the last image again"),
+    BotCommand(command="show", description="Show an image by its id: /show img_…"),
     BotCommand(command="history", description="Recent images with their ids"),
     BotCommand(command="cancel", description="Stop this chat's running job"),
     BotCommand(command="help", description="What I can do, with examples"),

@@ -26,7 +26,7 @@ async def test_commands_are_synced_to_command_guilds_and_global_leftovers_cleare
 ) -> None:
     await harness.start()
     synced = {c["name"]: c for c in fake.guild_commands[fake.guild_id].values()}
-    assert set(synced) == {"imagine", "edit", "settings", "last", "history", "cancel", "help", "Edit image…"}
+    assert set(synced) == {"imagine", "edit", "settings", "last", "show", "history", "cancel", "help", "Edit image…"}
     assert synced["Edit image…"]["type"] == 3
     (cleared,) = fake.calls_matching("PUT", rf"/applications/{fake.app_id}/commands$")
     assert cleared.json == [] and fake.global_commands == {}
@@ -183,3 +183,24 @@ async def test_a_rejected_token_is_a_clear_configuration_error(harness: DiscordH
     with pytest.raises(ConfigError, match=r"Discord rejected bots\.discord\.token"):
         await harness.start(discord={"token": "not-the-token"})
     assert fake.identifies == []
+
+
+async def test_image_ids_are_accepted_by_edit_and_show(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    service = await harness.start()
+    first = await result_of(fake, await fake.invoke_slash(fake.alice, "imagine", prompt="a boat"))
+    await result_of(fake, await fake.invoke_slash(fake.alice, "imagine", prompt="a car"))  # the last image now
+    image_id = first["attachments"][0]["filename"].removesuffix(".png")
+
+    edited = await result_of(fake, await fake.invoke_slash(fake.alice, "edit", prompt=f"{image_id} add a sail"))
+    (edit,) = provider.requests_of("/images/edits")
+    stored = await service.artifact(image_id)
+    assert stored is not None and [f.data for f in edit.files] == [await service.read(stored)]
+    assert edit.form_fields["prompt"] == "add a sail" and edited["content"] == f"✏️ Edited {image_id}"
+
+    shown = await result_of(fake, await fake.invoke_slash(fake.bob, "show", image_id=image_id))
+    assert [a["filename"] for a in shown["attachments"]] == [f"{image_id}.png"] and shown["components"]
+    refused = await result_of(fake, await fake.invoke_slash(fake.bob, "show", image_id="img_000000000000"))
+    assert refused["content"].startswith("There is no image img_000000000000 in this chat")
+    assert len(provider.requests_of("/images/edits")) == 1

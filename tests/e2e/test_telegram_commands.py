@@ -152,3 +152,35 @@ async def test_long_jobs_show_upload_photo_and_one_status_message_removed_at_the
     actions = tg.server.calls_of("sendChatAction")
     assert actions and {a.params["action"] for a in actions} == {"upload_photo"}
 
+
+
+async def test_image_ids_from_history_are_accepted_by_edit_and_show(tg: TelegramHarness) -> None:
+    """/history and captions show img_… ids; /edit <id> edits that image (not the last one, and the id is
+    not part of the prompt), /show <id> posts it again; an unknown or another chat's id is refused."""
+    await tg.start()
+    await tg.server.push_text("/imagine a lighthouse")
+    (lighthouse,) = await tg.server.wait_for("sendPhoto")
+    await tg.server.push_text("/imagine a harbour")  # now the chat's last image
+    await tg.server.wait_for("sendPhoto", 2)
+    await tg.server.push_text("/imagine a forest", chat=GROUP)  # another chat's image
+    (*_, forest) = await tg.server.wait_for("sendPhoto", 3)
+    image_id, foreign = artifact_of(lighthouse), artifact_of(forest)
+
+    await tg.server.push_text(f"/edit {image_id} make it blue")
+    (*_, edited) = await tg.server.wait_for("sendPhoto", 4)
+    (edit,) = tg.provider.requests_of("/images/edits")
+    stored = await tg.service.artifact(image_id)
+    assert stored is not None and edit.files[0].data == await tg.service.read(stored)
+    assert edit.form_fields["prompt"] == "make it blue"
+    assert edited.params["caption"] == f"make it blue\n✏️ Edited {image_id}"
+
+    await tg.server.push_text(f"/show {image_id}")
+    (*_, shown) = await tg.server.wait_for("sendPhoto", 5)
+    assert shown.params["caption"] == f"{image_id}: a lighthouse" and artifact_of(shown) == image_id
+    for unknown in ("img_000000000000", foreign):
+        await tg.server.push_text(f"/edit {unknown} make it red")
+        await tg.server.push_text(f"/show {unknown}")
+    refusals = await tg.server.wait_for("sendMessage", 4)
+    await tg.stop()
+    assert all(r.params["text"].startswith("There is no image img_") for r in refusals)
+    assert len(tg.provider.requests_of("/images/edits")) == 1  # no provider call for a refused id
