@@ -48,8 +48,36 @@ async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = Fal
                     "size": image.default_image_size, "max_images_per_turn": image.max_images_per_turn,
                     "fallbacks": [f.model_dump() for f in image.fallbacks]},
         "front_ends": {"telegram": bots.telegram.active, "discord": bots.discord.active, "api": bots.api.enabled},
+        "access": _access(config),
         "providers": providers,
     }
+
+
+def _who(allow_from: list[str]) -> str:
+    return "everyone" if "*" in allow_from else ("only " + ", ".join(allow_from) if allow_from else "nobody")
+
+
+def _access(config: AppConfig) -> dict[str, str]:
+    """Who each enabled front-end answers, in words: the first thing to check after editing allowFrom."""
+    bots, access = config.bots, {}
+    if bots.telegram.active:
+        telegram = bots.telegram
+        groups = "in groups when mentioned" if telegram.group_policy == "mention" else "in groups, every message"
+        access["telegram"] = f"{_who(telegram.allow_from)} ({groups})"
+    if bots.discord.active:
+        discord = bots.discord
+        where = f"servers {', '.join(discord.allow_guilds)}" if discord.allow_guilds else "any server and DMs"
+        if discord.allow_roles:  # with roles set, "*" no longer lets everyone in: listed users and role holders
+            users = [u for u in discord.allow_from if u != "*"]
+            who = f"anyone with role {', '.join(discord.allow_roles)}" + (f", and {', '.join(users)}" if users else "")
+        else:
+            who = _who(discord.allow_from)
+        access["discord"] = f"{who}, in {where}"
+    if bots.api.enabled:
+        api = bots.api
+        key = "a bearer key is required" if api.api_key else "no key: anyone who can reach it"
+        access["api"] = f"http://{api.host}:{api.port}, {key}"
+    return access
 
 
 def render(report: dict[str, Any]) -> str:
@@ -62,6 +90,7 @@ def render(report: dict[str, Any]) -> str:
         "fallbacks: " + (", ".join(f"{f['provider']}/{f['model'] or 'default'}" for f in default["fallbacks"])
                          or "none"),
         "front-ends: " + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in report["front_ends"].items()),
+        *(f"  {name} answers {who}" for name, who in report["access"].items()),
         "",
         f"{'provider':<11} {'status':<14} {'model':<28} {'edits':<6} {'refs':<5} {'ratios':<22} sizes",
     ]

@@ -5,6 +5,7 @@ Reading the file (``${VAR}``, ``.env``, env fallbacks) lives in core/config_file
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from pathlib import Path
@@ -55,6 +56,27 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
 
+class _OwnBlock(_Model):
+    """A block pixbot defines (``bots.*``, ``limits``, ``storage``, ``tools.imageGeneration``): an unknown
+    key there is a typo to report, not to ignore: ``alowFrom`` would leave a bot open to everyone. Blocks
+    nanobot defines (``providers``, the rest of ``tools``, the top level) still accept keys pixbot
+    does not use."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = {alias for name, info in cls.model_fields.items() for alias in (name, info.alias) if alias}
+        for key in data:
+            if key not in known:
+                names = sorted({info.alias or name for name, info in cls.model_fields.items()})
+                guess = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+                hint = f"did you mean {guess[0]}?" if guess else "known keys: " + ", ".join(names)
+                raise ValueError(f"unknown key {key!r} ({hint})")
+        return data
+
+
 def _ids(value: Any) -> list[str]:
     """Ids may be written as numbers or strings; they are compared as strings."""
     if value is None:
@@ -78,12 +100,12 @@ class ProviderConfig(_Model):
         return {} if value is None else value
 
 
-class FallbackConfig(_Model):
+class FallbackConfig(_OwnBlock):
     provider: str
     model: str | None = None
 
 
-class ImageGenerationConfig(_Model):
+class ImageGenerationConfig(_OwnBlock):
     enabled: bool = False
     provider: str = "openrouter"
     model: str = "openai/gpt-5.4-image-2"
@@ -156,7 +178,7 @@ class ToolsConfig(_Model):
         return value
 
 
-class _BotConfig(_Model):
+class _BotConfig(_OwnBlock):
     enabled: bool | None = None
     token: str | None = Field(default=None, repr=False)
     api_base: str | None = None
@@ -201,7 +223,7 @@ class DiscordConfig(_BotConfig):
         return _ids(value)
 
 
-class ApiConfig(_Model):
+class ApiConfig(_OwnBlock):
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 8900
@@ -215,13 +237,13 @@ class ApiConfig(_Model):
         return self
 
 
-class BotsConfig(_Model):
+class BotsConfig(_OwnBlock):
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
 
 
-class StorageConfig(_Model):
+class StorageConfig(_OwnBlock):
     data_dir: Path | None = None
     #: Extra directories untrusted reference paths may come from (besides the media dir).
     allowed_dirs: list[Path] = Field(default_factory=list)
@@ -229,7 +251,7 @@ class StorageConfig(_Model):
     retention_days: int = Field(default=0, ge=0)
 
 
-class LimitsConfig(_Model):
+class LimitsConfig(_OwnBlock):
     concurrency: int = Field(default=8, ge=1, le=256)
     per_chat_jobs: int = Field(default=2, ge=1)
     per_user_daily: int = Field(default=50, ge=0, description="0 = unlimited")

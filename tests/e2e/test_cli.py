@@ -265,6 +265,31 @@ async def test_extra_body_url_answers_are_downloaded_only_from_whitelisted_addre
 
 
 # -- doctor and run -------------------------------------------------------------------------------
+async def test_a_typo_in_pixbots_own_blocks_stops_start_up_and_doctor_says_who_each_bot_answers(
+    cli: Cli, fake: FakeProvider
+) -> None:
+    """``alowFrom`` used to be ignored, leaving the bot open to everyone; nanobot's own keys still pass."""
+    raw = cli.provider_config("custom", MODEL, api_key=KEY)
+    raw["providers"]["custom"]["someNanobotOnlyKey"] = True  # nanobot's block: not pixbot's to police
+    raw["agents"] = {"defaults": {"model": "x"}}
+    raw["bots"] = {"telegram": {"token": "123456789:AAFakeTokenForDoctor", "alowFrom": [111]},
+                   "discord": {"token": "d", "allowFrom": ["*"], "allowRoles": [42], "allowGuilds": [7]}}
+    typo = cli.write_config(raw, "typo.json")
+    raw["bots"]["telegram"] = {"token": "123456789:AAFakeTokenForDoctor", "allowFrom": [111, "@bob"]}
+    fixed = cli.write_config(raw, "fixed.json")
+    raw["limits"] = {"perUserDayly": 5}
+    far_off = cli.write_config(raw, "limits.json")
+    refused, doctor, limits = await asyncio.gather(cli.run("doctor", config=typo), cli.run("doctor", config=fixed),
+                                                   cli.run("doctor", config=far_off))
+    assert refused.code == 2 and refused.out == ""
+    assert "bots.telegram: unknown key 'alowFrom' (did you mean allowFrom?)" in refused.err
+    assert limits.code == 2 and "limits: unknown key 'perUserDayly' (did you mean perUserDaily?)" in limits.err
+    assert doctor.code == 0, doctor
+    assert "telegram answers only 111, @bob (in groups when mentioned)" in doctor.out
+    assert "discord answers anyone with role 42, in servers 7" in doctor.out
+    assert fake.requests == []
+
+
 async def test_doctor_lists_every_provider_without_calling_any_and_ping_calls_one(
     cli: Cli, fake: FakeProvider
 ) -> None:
