@@ -3,8 +3,10 @@ applied and what was ignored (and why). Pure functions: no I/O."""
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from core.config import parse_ratio
@@ -12,13 +14,16 @@ from core.errors import InvalidRequest, Unsupported
 from core.models import NormalisationReport
 from core.provider import Capabilities
 
-__all__ = ["Plan", "Wanted", "plan_for", "validate_count", "validate_prompt", "validate_ratio", "validate_size"]
+__all__ = ["Plan", "Wanted", "nearest_ratio", "plan_for", "ratio_of", "validate_count", "validate_prompt",
+           "validate_ratio", "validate_size"]
 
 _SIZE_K = re.compile(r"^(\d{1,2})[kK]$")
 _SIZE_WH = re.compile(r"^(\d{1,5})\s*[xX×]\s*(\d{1,5})$")
 _PIXELS = re.compile(r"^\d+x\d+$")
 _MIN_SIDE, _MAX_SIDE = 64, 8192
 _MAX_RATIO = 21
+_SIMPLE_RATIOS = ("1:1", "5:4", "4:3", "3:2", "16:10", "16:9", "2:1", "21:9", "4:5", "3:4", "2:3", "10:16", "9:16",
+                  "1:2", "9:21")
 #: C0 and C1 controls except tab, newline and carriage return.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -79,6 +84,9 @@ class Wanted:
     references: int
     ratio_explicit: bool = False
     size_explicit: bool = False
+    #: The ratio is the edited image's own shape, not the user's choice: a model that cannot make it
+    #: gets the nearest ratio it can, said in a note (never "ignored").
+    ratio_from_source: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +101,38 @@ class Plan:
     report: NormalisationReport
 
 
+def ratio_of(width: int, height: int) -> str:
+    """An image's shape as a reduced ``w:h`` (1536x1024 → 3:2), kept within the allowed extremes."""
+    divisor = math.gcd(width, height) or 1
+    w, h = width // divisor, height // divisor
+    if max(w, h) > 100 or max(w, h) > _MAX_RATIO * min(w, h):  # odd (1001x667) or extreme: the nearest simple one
+        return nearest_ratio(f"{w}:{h}", _SIMPLE_RATIOS)
+    return f"{w}:{h}"
+
+
+def nearest_ratio(ratio: str, choices: Iterable[str]) -> str:
+    """The choice closest in shape (compared on a log scale, so 2:1 and 1:2 are equally far from 1:1)."""
+    def shape(value: str) -> float:
+        parsed = parse_ratio(value)
+        return math.log(parsed[0] / parsed[1]) if parsed else math.inf
+
+    target = shape(ratio)
+    return min(sorted(c for c in choices if parse_ratio(c)), key=lambda c: abs(shape(c) - target))
+
+
+def _dimensions(size: str, ratio: str) -> str | None:
+    """``2K`` at ``16:9`` → ``2048x1152``: the long side is the hint's, the other follows the ratio,
+    both multiples of 16 (what dimension-taking models accept). None for a hint that is not ``nK``."""
+    match = _SIZE_K.match(size)
+    parsed = parse_ratio(ratio)
+    if match is None or parsed is None:
+        return None
+    long_side = int(match[1]) * 1024
+    w, h = parsed
+    short_side = max(16, round(long_side * min(w, h) / max(w, h) / 16) * 16)
+    return f"{long_side}x{short_side}" if w >= h else f"{short_side}x{long_side}"
+
+
 def plan_for(provider: str, model: str, caps: Capabilities, wanted: Wanted) -> Plan:
     """Map ``wanted`` onto ``caps``. Raises Unsupported when references cannot be used at all.
 
@@ -104,6 +144,11 @@ def plan_for(provider: str, model: str, caps: Capabilities, wanted: Wanted) -> P
     notes: list[str] = []
 
     ratio = wanted.aspect_ratio
+    if ratio is not None and wanted.ratio_from_source and caps.ratios:
+        if ratio not in caps.ratios:
+            nearest = nearest_ratio(ratio, caps.ratios)
+            notes.append(f"kept the edited image's shape as closely as {model} allows: {nearest} for its {ratio}")
+            ratio = nearest
     if ratio is not None and caps.ratios is not None and ratio not in caps.ratios:
         if wanted.ratio_explicit:
             ignored["aspect_ratio"] = (f"aspect ratio {ratio} is not supported by {model}; "
@@ -111,12 +156,22 @@ def plan_for(provider: str, model: str, caps: Capabilities, wanted: Wanted) -> P
         ratio = None
 
     size = wanted.size
+    hint = size
+    dimensions = (_dimensions(size, ratio) if size is not None and ratio is not None and caps.size_overrides_ratio
+                  and wanted.size_explicit and wanted.ratio_explicit else None)
+    if dimensions is not None:  # "2K" alone would override the ratio: ask for 2K-sized pixels of that ratio
+        size = dimensions
     unusable = caps.sizes is not None and size not in caps.sizes
     unusable = unusable or (caps.pixel_sizes_only and not _PIXELS.match(size or ""))
     if size is not None and unusable:
-        if wanted.size_explicit:
+        if dimensions is not None:
+            ignored["size"] = (f"size {hint} cannot be made at aspect ratio {ratio} by {model}; used the size "
+                               f"for {ratio}")
+        elif wanted.size_explicit:
             ignored["size"] = f"size {size} is not supported by {model}; used {caps.size_fallback}"
         size = None
+    elif dimensions is not None:
+        notes.append(f"size {hint} at {ratio} sent as {dimensions}")
     if size is not None and caps.size_overrides_ratio and wanted.ratio_explicit and not wanted.size_explicit:
         notes.append(f"default size {size} dropped so the aspect ratio {ratio} applies")
         size = None

@@ -71,10 +71,13 @@ _SCHEMA_V1: Final = (
         updated_at TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq)",
 )
-# Version 2: a running job names the process that runs it and how long that claim lasts.
+# Version 2: a running job names the process that runs it and how long that claim lasts. The partial
+# index holds only unsettled jobs (a handful, however long the history), which every lease renewal and
+# every orphan sweep reads; its WHERE must stay the text ``core.jobs`` queries with, or SQLite ignores it.
 _OWNERS_V2: Final = (
     "ALTER TABLE jobs ADD COLUMN owner TEXT",
     "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
+    "CREATE INDEX IF NOT EXISTS jobs_unsettled ON jobs (owner, seq) WHERE status IN ('queued', 'generating')",
 )
 #: _MIGRATIONS[n] takes a file from user_version n to n + 1.
 _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2)

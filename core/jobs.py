@@ -8,12 +8,12 @@ import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from core.db import Database, utc_timestamp
 from core.models import Artifact
-from core.state import record_history
-from core.stores import TERMINAL, JobRecord, JobStatus, OwnerCheck
+from core.state import ChatState, record_history
+from core.stores import TERMINAL, JobRecord, JobStatus, JobStore, OwnerCheck, StateStore
 
 __all__ = ["TERMINAL", "JobLedger", "JobRecord", "JobStatus"]
 
@@ -87,10 +87,11 @@ def _select(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> l
 
 
 def _move(conn: sqlite3.Connection, job_id: str, status: JobStatus, new_ids: Sequence[str],
-          error: str | None) -> tuple[str, JobRecord]:
-    """The transition rules, inside a transaction: returns the old status and the record after."""
+          error: str | None, *, exact: bool = False) -> tuple[str, JobRecord]:
+    """The transition rules, inside a transaction: returns the old status and the record after.
+    ``exact`` replaces the job's artifact ids with ``new_ids`` instead of merging them in."""
     job = _fetch(conn, job_id)
-    ids = _merge(job.artifact_ids, new_ids)
+    ids = tuple(dict.fromkeys(new_ids)) if exact else _merge(job.artifact_ids, new_ids)
     new_error = error if error is not None else job.error
     if status == job.status:
         if ids == job.artifact_ids and new_error == job.error:
@@ -184,11 +185,15 @@ class JobLedger:
 
     async def complete_job(self, job_id: str, chat_key: str, artifacts: Sequence[Artifact]) -> JobRecord:
         """In one transaction: "stored" with exactly these artifacts in this order, indexed in the
-        chat's history, the last one the chat's last image."""
+        chat's history, the last one the chat's last image. One transaction because a crash between
+        the two writes would leave a delivered image missing from /history and "last image".
+
+        Legal from "generating" and "stored" (a job another process settled meanwhile); a queued,
+        delivered or failed job, or no artifacts, raise ValueError and change nothing."""
         ids = tuple(a.id for a in artifacts)
 
         def tx(conn: sqlite3.Connection) -> tuple[str, JobRecord]:
-            moved = _move(conn, job_id, "stored", ids, None)
+            moved = _move(conn, job_id, "stored", ids, None, exact=True)
             record_history(conn, chat_key, artifacts)
             return moved
 
@@ -198,10 +203,21 @@ class JobLedger:
         return job
 
     async def fail(self, job_id: str, error: str) -> JobRecord:
-        """A job that made nothing, or a stored job given up on: "failed" with ``error``."""
+        """A job that made nothing, or a stored job given up on: "failed" with ``error``. Only from
+        queued, generating or stored: failing a settled job raises ValueError rather than rewriting
+        why it ended (a second give-up, or a job another process already settled)."""
         if not error:
             raise ValueError(f"job {job_id}: failing needs an error")
-        return await self.advance(job_id, "failed", error=error)
+
+        def tx(conn: sqlite3.Connection) -> tuple[str, JobRecord]:
+            job = _fetch(conn, job_id)
+            if job.status in TERMINAL:
+                raise ValueError(f"job {job_id}: illegal transition {job.status}->failed")
+            return _move(conn, job_id, "failed", (), error)
+
+        old, job = await self._db.run(tx)
+        _log_change(job, old)
+        return job
 
     async def deliver(self, job_id: str) -> bool:
         """Mark a stored job delivered, in one write; False when it was not "stored" (already
@@ -275,16 +291,20 @@ class JobLedger:
         """Settle unsettled jobs of other owners whose lease has lapsed (or who never had one) or whose
         owner ``is_dead``: "stored" when images already arrived, else "failed" with ``reason``. One write
         transaction (SQLite serialises writers, across processes too), so each job is settled once."""
-        now = utc_timestamp()
-
         def tx(conn: sqlite3.Connection) -> list[tuple[str, JobRecord]]:
+            now = utc_timestamp()  # after the write lock is ours: waiting for it may take a while
             settled = []
+            dead: dict[str, bool] = {}  # one check per owner: the write lock is held meanwhile
             for job in _select(conn, _UNSETTLED, ()):
                 if job.owner == owner:
                     continue
-                lapsed = job.lease_until is None or job.lease_until < now
-                if not lapsed and not (job.owner is not None and is_dead(job.owner)):
-                    continue
+                if job.lease_until is not None and job.lease_until >= now:  # a live lease: is its owner gone?
+                    if job.owner is None:
+                        continue
+                    if job.owner not in dead:
+                        dead[job.owner] = is_dead(job.owner)
+                    if not dead[job.owner]:
+                        continue
                 if job.artifact_ids:
                     updated = _write(conn, job.id, "stored", job.artifact_ids, job.error)
                 else:
@@ -296,3 +316,9 @@ class JobLedger:
         for old, job in settled:
             _log_change(job, old)
         return [job for _, job in settled]
+
+
+if TYPE_CHECKING:
+    def _implements_the_protocols(db: Database) -> tuple[StateStore, JobStore]:
+        """Never called: ``mypy core`` proves the SQLite engine still fits the seam the service uses."""
+        return ChatState(db), JobLedger(db)

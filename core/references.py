@@ -27,6 +27,9 @@ class ResolvedReference:
     #: What goes into the sidecar's ``source_images``: a path, or ``upload:<name>``.
     source: str
     artifact_id: str | None = None
+    #: The image's pixel size, so an edit can keep its shape.
+    width: int = 0
+    height: int = 0
 
 
 class ReferenceResolver:
@@ -50,25 +53,25 @@ class ReferenceResolver:
             if artifact is None:
                 raise InvalidRequest(f"There is no stored image with id {ref.artifact_id}.")
             data = await self.store.read(artifact)
-            image = await self._image(data, ref.name or Path(artifact.path).name, artifact.path)
-            return ResolvedReference(image, artifact.path, artifact.id)
+            return await self._resolved(data, ref.name or Path(artifact.path).name, artifact.path, artifact.path,
+                                        artifact.id)
         if ref.data is not None:
             name = ref.name or "upload"
-            image = await self._image(ref.data, name, None)
-            return ResolvedReference(image, f"upload:{name}")
+            return await self._resolved(ref.data, name, None, f"upload:{name}")
         if ref.path is not None:
             path = await asyncio.to_thread(self._checked_path, ref.path, ref.trusted)
             data = await asyncio.to_thread(self._read, path)
-            image = await self._image(data, path.name, str(path))
-            return ResolvedReference(image, str(path))
+            return await self._resolved(data, path.name, str(path), str(path))
         raise InvalidRequest("A reference image was given without an id, a path or any data.")
 
-    async def _image(self, data: bytes, name: str, path: str | None) -> ReferenceImage:
+    async def _resolved(self, data: bytes, name: str, path: str | None, source: str,
+                        artifact_id: str | None = None) -> ResolvedReference:
         if len(data) > self.max_bytes:
             raise BadImage(f"That image is too large: {len(data) / 1_048_576:.1f} MB; the limit is "
                            f"{self.max_bytes / 1_048_576:.0f} MB.")
         info = await inspect_image(data, max_pixels=self.max_pixels)
-        return ReferenceImage(data=data, mime=info.mime, name=name, path=path)
+        image = ReferenceImage(data=data, mime=info.mime, name=name, path=path)
+        return ResolvedReference(image, source, artifact_id, info.width, info.height)
 
     def _checked_path(self, raw: str, trusted: bool) -> Path:
         """Containment is decided before existence, so an untrusted caller learns nothing about

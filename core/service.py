@@ -17,7 +17,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import PurePath
 
 from core.artifacts import ArtifactStore, is_artifact_id
-from core.capabilities import Plan, Wanted, plan_for, validate_count, validate_prompt, validate_ratio, validate_size
+from core.capabilities import (
+    Plan,
+    Wanted,
+    plan_for,
+    ratio_of,
+    validate_count,
+    validate_prompt,
+    validate_ratio,
+    validate_size,
+)
 from core.config import AppConfig
 from core.errors import (
     Cancelled,
@@ -300,10 +309,13 @@ class ImageService:
         references = list(await self._with_last(request))
         if request.mode == "generate":
             references = []
-        wanted = Wanted(ratio, size, count, len(references), ratio_explicit=bool(chat_ratio),
-                        size_explicit=bool(request.size))
-        chain = self._plan_chain(request.provider, request.model, wanted)
         resolved = await self.references.resolve_all(references)
+        from_source = not chat_ratio and bool(resolved) and resolved[0].width > 0 and resolved[0].height > 0
+        if from_source:  # an edit keeps the shape of the image it changes, unless a ratio was asked for
+            ratio = ratio_of(resolved[0].width, resolved[0].height)
+        wanted = Wanted(ratio, size, count, len(references), ratio_explicit=bool(chat_ratio) or from_source,
+                        size_explicit=bool(request.size), ratio_from_source=from_source)
+        chain = self._plan_chain(request.provider, request.model, wanted)
 
         chat_key, user_key = request.chat.key, request.chat.user_key
         if enforce_limits:

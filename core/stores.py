@@ -150,11 +150,13 @@ class JobStore(Protocol):
 
     async def complete_job(self, job_id: str, chat_key: str, artifacts: Sequence[Artifact]) -> JobRecord:
         """In one transaction: the job becomes "stored" with exactly these artifacts in this order,
-        they enter the chat's history, and the last one becomes the chat's last image."""
+        they enter the chat's history, and the last one becomes the chat's last image. From
+        "generating" or "stored" only, with at least one artifact; otherwise ValueError, nothing changed."""
         ...
 
     async def fail(self, job_id: str, error: str) -> JobRecord:
-        """A job that made nothing, or a stored job given up on (undeliverable): "failed"."""
+        """A job that made nothing, or a stored job given up on (undeliverable): "failed". From
+        queued, generating or stored only, with an error; otherwise ValueError. Unknown job: KeyError."""
         ...
 
     async def deliver(self, job_id: str) -> bool:
@@ -163,6 +165,10 @@ class JobStore(Protocol):
 
     async def pending_delivery(self, platform: str | None = None) -> list[JobRecord]:
         """Stored but not delivered, oldest first; ``platform`` keeps chats keyed ``"<platform>:…"``."""
+        ...
+
+    async def unsettled(self) -> list[JobRecord]:
+        """Jobs still queued or generating, oldest first, whoever owns them."""
         ...
 
     async def renew(self, owner: str, lease_s: float) -> int:

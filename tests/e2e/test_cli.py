@@ -264,6 +264,20 @@ async def test_extra_body_url_answers_are_downloaded_only_from_whitelisted_addre
     assert len(fake.requests_of(".png", "GET")) == 1  # the loopback URL was refused before connecting
 
 
+async def test_a_ratio_and_a_size_are_both_applied_and_reported_truthfully(
+    cli: Cli, config: Path, fake: FakeProvider
+) -> None:
+    result = await cli.run("generate", "a red fox", "--aspect-ratio", "16:9", "--size", "2K", "--json",
+                           config=config)
+    assert result.code == 0, result
+    report = result.json()["report"]
+    assert report["applied"] == {"count": 1, "aspect_ratio": "16:9", "size": "2048x1152"}
+    assert "size 2K at 16:9 sent as 2048x1152" in report["notes"]
+    (artifact,) = result.json()["artifacts"]
+    assert (artifact["width"], artifact["height"]) == (2048, 1152)
+    assert fake.requests_of("/images/generations")[0].json["size"] == "2048x1152"
+
+
 # -- doctor and run -------------------------------------------------------------------------------
 async def test_a_typo_in_pixbots_own_blocks_stops_start_up_and_doctor_says_who_each_bot_answers(
     cli: Cli, fake: FakeProvider

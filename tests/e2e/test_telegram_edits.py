@@ -171,3 +171,33 @@ async def test_a_failed_file_download_is_told_plainly_without_the_token_in_the_l
     assert refusal.params["text"] == "Telegram would not hand over that image. Send it again."
     assert len(tg.server.calls_of("getFile")) == 1 and tg.provider.requests == []
     assert tg.server.token not in caplog.text
+
+
+async def test_edits_keep_the_shape_of_the_image_they_change(tg: TelegramHarness) -> None:
+    """A reply to a 1536×1024 result and an 800×600 photo used to come back square (size 1024x1024)."""
+    await tg.start()
+    await tg.server.push_text("/imagine a wide bay --ar 16:9")
+    (wide,) = await tg.server.wait_for("sendPhoto")
+    await tg.server.push_text("add a moon", reply_to=wide.result)
+    await tg.server.wait_for("sendPhoto", 2)
+    await tg.server.push_photo(jpeg_bytes(800, 600), caption="make it a watercolour")
+    await tg.server.wait_for("sendPhoto", 3)
+    await tg.server.push_text("/edit make it square --ar 1:1", reply_to=wide.result)  # asked for: obeyed
+    await tg.server.wait_for("sendPhoto", 4)
+
+    reply, photo, square = tg.provider.requests_of(_EDITS)
+    assert reply.form_fields["size"] == "1536x1024"  # 3:2, made at the nearest of the model's shapes (4:3)
+    assert photo.form_fields["size"] == "1536x1024"  # 4:3
+    assert square.form_fields["size"] == "1024x1024"
+
+
+async def test_a_size_with_a_ratio_becomes_dimensions_of_that_ratio(tg: TelegramHarness) -> None:
+    """``--ar 16:9 --size 2K`` used to send ``size: 2K`` alone, a square, reported as applied."""
+    await tg.start()
+    await tg.server.push_text("/imagine a red fox --ar 16:9 --size 2K")
+    (made,) = await tg.server.wait_for("sendPhoto")
+    (request,) = tg.provider.requests_of("/images/generations")
+    assert request.json["size"] == "2048x1152"
+    stored = await tg.service.artifact(artifact_of(made))
+    assert stored is not None and (stored.width, stored.height) == (2048, 1152)
+    assert stored.applied["size"] == "2048x1152" and stored.applied["aspect_ratio"] == "16:9"

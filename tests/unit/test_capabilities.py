@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.capabilities import Wanted, plan_for, validate_count, validate_prompt, validate_ratio, validate_size
+from core.capabilities import Wanted, plan_for, ratio_of, validate_count, validate_prompt, validate_ratio, validate_size
 from core.errors import InvalidRequest, Unsupported
 from core.provider import Capabilities
 
@@ -84,8 +84,38 @@ def test_explicit_ratio_beats_a_default_size_that_would_override_it() -> None:
     assert (plan.aspect_ratio, plan.size) == ("16:9", None)
     plan = plan_for("custom", "m", custom, Wanted("1:1", "1K", 1, 0))
     assert (plan.aspect_ratio, plan.size) == ("1:1", "1K")
-    plan = plan_for("custom", "m", custom, Wanted("16:9", "2K", 1, 0, ratio_explicit=True, size_explicit=True))
-    assert plan.size == "2K"
+
+
+
+def test_an_explicit_size_with_an_explicit_ratio_becomes_dimensions_of_that_ratio() -> None:
+    """``--ar 16:9 --size 2K`` used to send "2K" alone (a square) and report both as applied."""
+    custom = Capabilities(ratios=frozenset({"1:1", "16:9", "9:16"}), size_overrides_ratio=True, max_references=4)
+    wide = plan_for("custom", "m", custom, Wanted("16:9", "2K", 1, 0, ratio_explicit=True, size_explicit=True))
+    assert (wide.aspect_ratio, wide.size) == ("16:9", "2048x1152")
+    assert wide.report.applied == {"count": 1, "aspect_ratio": "16:9", "size": "2048x1152"}
+    assert "size 2K at 16:9 sent as 2048x1152" in wide.report.notes
+    tall = plan_for("custom", "m", custom, Wanted("9:16", "1K", 1, 0, ratio_explicit=True, size_explicit=True))
+    assert tall.size == "576x1024"
+    fixed = Capabilities(ratios=frozenset({"1:1", "16:9"}), sizes=frozenset({"1024x1024", "1536x1024"}),
+                         size_overrides_ratio=True)
+    kept_ratio = plan_for("openai", "gpt-image-1", fixed,
+                          Wanted("16:9", "2K", 1, 0, ratio_explicit=True, size_explicit=True))
+    assert (kept_ratio.aspect_ratio, kept_ratio.size) == ("16:9", None)
+    assert kept_ratio.report.ignored["size"] == ("size 2K cannot be made at aspect ratio 16:9 by gpt-image-1; "
+                                                 "used the size for 16:9")
+    assert "size" not in kept_ratio.report.applied
+
+
+def test_an_edit_keeps_the_source_shape_or_the_nearest_the_model_makes() -> None:
+    assert [ratio_of(*wh) for wh in ((1536, 1024), (800, 600), (1920, 1080), (1001, 667), (4200, 100))] == [
+        "3:2", "4:3", "16:9", "3:2", "21:9"]
+    gpt = Capabilities(ratios=frozenset({"1:1", "16:9", "4:3", "9:16", "3:4"}), size_overrides_ratio=True,
+                       max_references=4)
+    plan = plan_for("custom", "m", gpt, Wanted("3:2", "1K", 1, 1, ratio_explicit=True, ratio_from_source=True))
+    assert (plan.aspect_ratio, plan.size) == ("4:3", None) and plan.report.ignored == {}
+    assert "4:3 for its 3:2" in " ".join(plan.report.notes)
+    exact = plan_for("custom", "m", gpt, Wanted("4:3", None, 1, 1, ratio_explicit=True, ratio_from_source=True))
+    assert exact.aspect_ratio == "4:3" and exact.report.notes == ()
 
 
 def test_pixel_sizes_only_passes_any_wxh_and_reports_other_hints() -> None:

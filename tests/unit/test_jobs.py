@@ -1,10 +1,15 @@
-"""JobLedger: legal and illegal transitions, delivery backlog, restart recovery."""
+"""JobLedger: legal and illegal transitions, delivery backlog, owners and leases, restart recovery."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import get_args
@@ -15,6 +20,7 @@ from core import jobs as jobs_module
 from core.errors import InternalError
 from core.jobs import JobLedger, JobRecord, JobStatus
 from core.models import Artifact
+from core.owners import owner_is_dead, this_owner
 from core.state import ChatState, Database, open_database
 
 
@@ -221,7 +227,8 @@ async def test_renewing_keeps_a_lease_from_lapsing(ledger: JobLedger) -> None:
     await asyncio.sleep(0.1)  # the first lease would have lapsed by now
     assert await ledger.settle_orphans("me", _never_dead) == []
     renewed = await ledger.get(job.id)
-    assert renewed is not None and renewed.lease_until is not None and renewed.lease_until > job.lease_until
+    assert renewed is not None and renewed.lease_until is not None and job.lease_until is not None
+    assert renewed.lease_until > job.lease_until
     assert await ledger.renew("nobody", 30) == 0
 
 
@@ -280,12 +287,100 @@ async def test_complete_job_stores_and_records_the_history_in_one_transaction(le
     assert [e.artifact_id for e in await state.history("telegram:1")] == [made.id]
 
     other = await job_in(ledger, "generating")
-    await db.run(lambda conn: conn.execute("DROP TABLE artifacts"))  # the history write will fail
-    with pytest.raises(InternalError):
-        await ledger.complete_job(other.id, "telegram:1", [_artifact("img_bbbbbbbbbbbb", other.id)])
-    assert (await ledger.get(other.id)).status == "generating"  # type: ignore[union-attr]  # rolled back
+    await ledger.add_artifacts(other.id, ["img_bbbbbbbbbbbb"])
+    before = await ledger.get(other.id)
+    await db.run(lambda conn: conn.execute(  # the history write fails, as a full disk would make it
+        "CREATE TEMP TRIGGER refuse BEFORE INSERT ON artifacts BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
+    with pytest.raises(InternalError) as failure:
+        await ledger.complete_job(other.id, "telegram:2", [_artifact("img_bbbbbbbbbbbb", other.id)])
+    assert "disk full" in (failure.value.detail or "")
+    assert await ledger.get(other.id) == before  # still generating: the job's write was rolled back too
+    assert await state.last_artifact("telegram:2") is None and await state.history("telegram:2") == []
+    assert await ledger.pending_delivery() == [stored]
+
+
+async def test_a_settled_job_cannot_be_failed_again(ledger: JobLedger, caplog: pytest.LogCaptureFixture) -> None:
+    job = await job_in(ledger, "generating")
+    caplog.set_level(logging.INFO, logger="core.jobs")
+    failed = await ledger.fail(job.id, "provider_unavailable")
+    assert [r.getMessage() for r in caplog.records] == [f"job {job.id} generating->failed chat=telegram:1"]
+    with pytest.raises(ValueError, match="illegal transition failed->failed"):
+        await ledger.fail(job.id, "internal")
+    assert await ledger.get(job.id) == failed
+
+
+async def test_settling_asks_about_each_owner_once(ledger: JobLedger) -> None:
+    for _ in range(3):
+        await ledger.create(chat_key="cli:x", user_key=None, prompt="p", requested=1, request={},
+                            started=True, owner="other/1/1/s", lease_s=30)
+    asked: list[str] = []
+
+    def is_dead(owner: str) -> bool:
+        asked.append(owner)
+        return True
+
+    assert len(await ledger.settle_orphans("me", is_dead)) == 3
+    assert asked == ["other/1/1/s"]
+
+
+async def test_the_unsettled_jobs_index_serves_lease_renewal(db: Database) -> None:
+    plan = await db.run(lambda conn: conn.execute(
+        "EXPLAIN QUERY PLAN UPDATE jobs SET lease_until = ? WHERE owner = ? AND " + jobs_module._UNSETTLED,
+        ("t", "o")).fetchall())
+    assert "jobs_unsettled" in str([tuple(row) for row in plan])
 
 
 def _artifact(artifact_id: str, job_id: str) -> Artifact:
     return Artifact(id=artifact_id, path=f"/m/{artifact_id}.png", mime="image/png", prompt="a fox", model="m",
                     provider="p", source_images=(), created_at="2026-12-05T10:00:00+00:00", job_id=job_id)
+
+
+# -- owners ----------------------------------------------------------------------------------
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="owners are only told apart via /proc")
+
+
+def test_this_process_is_one_owner_and_alive() -> None:
+    owner = this_owner()
+    assert owner == this_owner() and owner.startswith(f"{socket.gethostname()}/{os.getpid()}/")
+    assert not owner_is_dead(owner)
+
+
+def test_what_this_host_cannot_tell_is_not_called_dead() -> None:
+    host, _, rest = this_owner().partition("/")
+    assert not owner_is_dead(f"elsewhere-{host}/{rest}")  # another machine: its lease decides
+    assert not owner_is_dead(f"{host}/{os.getpid()}/x0123abcd")  # a random-token owner (no /proc there)
+    assert not owner_is_dead("")
+    assert not owner_is_dead("me")
+
+
+@needs_proc
+def test_a_reused_pid_is_a_dead_owner() -> None:
+    host, pid, start, scope = this_owner().split("/")
+    assert owner_is_dead(f"{host}/{pid}/{int(start) + 1}/{scope}")  # same pid, another process
+    assert not owner_is_dead(f"{host}/{pid}/{int(start) + 1}/{scope}x")  # another pid namespace: cannot tell
+
+
+@needs_proc
+def test_an_owner_whose_process_exited_is_dead() -> None:
+    code = "import sys\nfrom core.owners import this_owner\nprint(this_owner(), flush=True)\nsys.stdin.read()\n"
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        owner = child.stdout.readline().decode().strip()
+        assert owner.split("/")[:2] == [socket.gethostname(), str(child.pid)]
+        assert not owner_is_dead(owner)  # running
+        child.stdin.close()
+        stat = Path(f"/proc/{child.pid}/stat")
+        deadline = time.monotonic() + 20
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # exited, not yet reaped by us
+            assert time.monotonic() < deadline, "child did not exit"
+            time.sleep(0.01)
+        assert owner_is_dead(owner)
+        child.wait(timeout=20)
+        assert owner_is_dead(owner)  # gone from the process table
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
