@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loguru import logger as loguru_logger
 from nanobot.agent.tools.base import Tool, ToolResult, tool_parameters
 from nanobot.agent.tools.context import RequestContext, current_request_context
 from nanobot.config.paths import get_config_path, get_data_dir
@@ -76,7 +77,34 @@ def plugin_config(workspace: Path | None = None) -> AppConfig:
     config = load_config(path if path.exists() or env else None, env_file=None)
     allowed = [*config.storage.allowed_dirs, *([workspace] if workspace is not None else [])]
     storage = config.storage.model_copy(update={"data_dir": get_data_dir(), "allowed_dirs": allowed})
-    return config.model_copy(update={"storage": storage})
+    plugin = config.tools.pixbot  # the plugin's own provider choice, over nanobot's (see docs/nanobot.md)
+    chosen = {k: v for k, v in (("provider", plugin.provider), ("model", plugin.model)) if v}
+    tools = config.tools.model_copy(update={"image_generation": config.image.model_copy(update=chosen)})
+    return config.model_copy(update={"storage": storage, "tools": tools,
+                                     "providers": {**config.providers, **plugin.providers}})
+
+
+class _ToLoguru(logging.Handler):
+    """pixbot's log records into the gateway's loguru sinks, so they read like nanobot's own lines
+    instead of appearing bare on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = loguru_logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        loguru_logger.opt(exception=record.exc_info).log(level, "{}: {}", record.name, record.getMessage())
+
+
+def route_logs_to_loguru() -> None:
+    """Inside a nanobot gateway: pixbot's loggers (core, bots, providers) write through loguru."""
+    for name in ("core", "bots", "providers"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, _ToLoguru) for handler in logger.handlers):
+            logger.addHandler(_ToLoguru())
+        logger.propagate = False
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
 
 
 def inbound_images(ctx: RequestContext | None, media_dir: Path) -> list[str]:
@@ -138,7 +166,20 @@ class PixbotImageTool(Tool):  # type: ignore[misc]  # nanobot ships no type info
     """Generates and edits images through pixbot (retries, fallbacks, per-chat history and quotas)."""
 
     @classmethod
+    def enabled(cls, ctx: ToolContext) -> bool:
+        """``tools.pixbot.enabled: false`` in nanobot's config switches the plugin off without uninstalling."""
+        try:
+            on = plugin_config(Path(ctx.workspace).expanduser() if ctx.workspace else None).tools.pixbot.enabled
+        except PixbotError as exc:  # a broken config: say so now; the tool answers with the same error
+            log.warning("pixbot_image: %s", exc)
+            return True
+        if not on:
+            log.info("pixbot_image is switched off (tools.pixbot.enabled: false)")
+        return on
+
+    @classmethod
     def create(cls, ctx: ToolContext) -> Tool:
+        route_logs_to_loguru()
         return cls(workspace=ctx.workspace)
 
     def __init__(self, *, workspace: str | Path | None = None, config: AppConfig | None = None) -> None:

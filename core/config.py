@@ -26,6 +26,7 @@ __all__ = [
     "FallbackConfig",
     "ImageGenerationConfig",
     "LimitsConfig",
+    "PluginConfig",
     "ProviderConfig",
     "StorageConfig",
     "TelegramConfig",
@@ -163,9 +164,32 @@ def _check_provider(value: str) -> str:
     return value
 
 
+class PluginConfig(_OwnBlock):
+    """``tools.pixbot`` in nanobot's config: the ``pixbot_image`` plugin's own choices, so they need not
+    be nanobot's. nanobot's ``providers.custom`` is often its LLM endpoint: ``providers`` here (merged
+    over the top-level ones, for pixbot only) and ``provider``/``model`` (over ``tools.imageGeneration``)
+    keep image requests away from it."""
+
+    enabled: bool = True
+    provider: str | None = None
+    model: str | None = None
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+
+    @field_validator("provider")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return None if value is None else _check_provider(value)
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _snake_names(cls, value: Any) -> Any:
+        return {to_snake(str(k)): v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
+
+
 class ToolsConfig(_Model):
     image_generation: ImageGenerationConfig = Field(default_factory=ImageGenerationConfig)
     ssrf_whitelist: list[str] = Field(default_factory=list)
+    pixbot: PluginConfig = Field(default_factory=PluginConfig)
 
     @field_validator("ssrf_whitelist")
     @classmethod
@@ -226,7 +250,8 @@ class DiscordConfig(_BotConfig):
 class ApiConfig(_OwnBlock):
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = 8900
+    #: Not 8900: nanobot's own API listens there, and both often run on one machine.
+    port: int = 8790
     api_key: str | None = Field(default=None, repr=False)
     max_body_bytes: int = 64 * 1024 * 1024
 

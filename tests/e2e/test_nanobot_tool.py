@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -30,6 +31,18 @@ from tests.fakes.fake_provider import FakeProvider
 from tests.images import png_bytes
 
 KEY = "pixbot-key-for-nanobot"
+
+
+@pytest.fixture(autouse=True)
+def _pixbot_loggers_restored() -> Iterator[None]:
+    """Loading the plugin routes pixbot's loggers to loguru for the whole process, as in a gateway;
+    later tests in this process read them through the root logger again."""
+    loggers = [logging.getLogger(name) for name in ("core", "bots", "providers")]
+    saved = [(lg.handlers[:], lg.propagate, lg.level) for lg in loggers]
+    yield
+    for lg, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+        lg.handlers[:] = handlers
+        lg.propagate, lg.level = propagate, level
 
 
 @pytest.fixture
@@ -255,3 +268,52 @@ def test_a_new_event_loop_gets_a_new_service_and_the_old_one_is_closed(tmp_path:
     assert second is not first and threads_in_first == threads_in_second == 1
     assert not any(t.name.startswith("pixbot-db") for t in threading.enumerate())
     asyncio.run(tool.aclose())
+
+
+def _load(workspace: Path) -> tuple[ToolRegistry, list[str]]:
+    registry = ToolRegistry()
+    logger.disable("nanobot")
+    try:
+        names = ToolLoader().load(ToolContext(config=ToolsConfig(), workspace=str(workspace)), registry)
+    finally:
+        logger.enable("nanobot")
+    return registry, names
+
+
+async def test_tools_pixbot_gives_the_plugin_its_own_provider_and_can_switch_it_off(
+        nanobot_home: Path, fake: FakeProvider) -> None:
+    """nanobot's providers.custom is its LLM endpoint here: tools.pixbot sends images elsewhere."""
+    raw = _pixbot_raw(fake)
+    raw["providers"]["custom"] = {"apiKey": "llm-key", "apiBase": fake.api_base("custom")}  # nanobot's LLM
+    raw["tools"]["pixbot"] = {"provider": "openai", "model": "gpt-image-1",
+                              "providers": {"openai": {"apiKey": "sk-img", "apiBase": fake.api_base("openai")}}}
+    (nanobot_home / "config.json").write_text(json.dumps(raw))
+    workspace = nanobot_home / "workspace"
+    workspace.mkdir()
+    registry, names = _load(workspace)
+    assert "pixbot_image" in names
+    tool = registry.get("pixbot_image")
+    assert tool is not None
+    try:
+        with request_context(_telegram_turn("draw a kite")):
+            (made,) = _artifacts(await registry.execute("pixbot_image", {"prompt": "a kite"}))
+    finally:
+        await tool.aclose()
+    assert (made["provider"], made["model"]) == ("openai", "gpt-image-1")
+    assert fake.requests_of("/openai/v1/images/generations") and not fake.requests_of("/custom/v1/images/generations")
+
+    raw["tools"]["pixbot"]["enabled"] = False
+    (nanobot_home / "config.json").write_text(json.dumps(raw))
+    _, names = _load(workspace)
+    assert "pixbot_image" not in names
+
+
+async def test_pixbots_log_lines_go_through_the_gateways_loguru(loaded: ToolRegistry, fake: FakeProvider) -> None:
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{level} {message}", level="INFO")
+    try:
+        with request_context(_telegram_turn("draw a red fox")):
+            await loaded.execute("pixbot_image", {"prompt": "a red fox"})
+    finally:
+        logger.remove(sink)
+    assert any(line.startswith("INFO core.artifacts: stored img_") for line in lines)
