@@ -18,7 +18,15 @@ from pydantic import ValidationError
 from core.artifacts import is_artifact_id
 from core.config import ApiConfig, AppConfig
 from core.config_file import load_config
-from core.errors import BadImage, ConfigError, InternalError, InvalidRequest, PixbotError, Unsupported
+from core.errors import (
+    BadImage,
+    ConfigError,
+    InternalError,
+    InvalidRequest,
+    NothingToEdit,
+    PixbotError,
+    Unsupported,
+)
 from core.models import ChatRef, ImageRequest, JobResult, Mode, Reference
 
 __all__ = ["main"]
@@ -136,6 +144,9 @@ async def _generate(config: AppConfig, args: argparse.Namespace) -> int:
                                mode=mode, include_last=args.edit_last)
         try:
             result = await service.submit(request, enforce_limits=False)
+        except NothingToEdit:
+            raise _UsageError(f"there is no image in chat {chat.key} to edit yet (--edit-last): generate one "
+                              "first, or pass --ref PATH") from None
         except (InvalidRequest, Unsupported, BadImage, ConfigError) as exc:
             # Raised before any provider call (submit's pre-flight): bad input or configuration, so a usage
             # error; the operator also sees the detail (e.g. which key to set).

@@ -7,6 +7,7 @@
     ├── RateLimited                  rate_limited     yes     wait a minute
     ├── ProviderTimeout              timeout          yes     retry, smaller size
     ├── InvalidRequest               invalid_request  no      fix the prompt or options
+    │   └── NothingToEdit            invalid_request  no      make or send an image first
     ├── Unsupported                  unsupported      no      pick another model / drop references
     ├── ProviderUnavailable          provider_unavailable yes retry later
     ├── BadImage                     bad_image        no      send another image
@@ -34,6 +35,7 @@ __all__ = [
     "ContentPolicy",
     "InternalError",
     "InvalidRequest",
+    "NothingToEdit",
     "PixbotError",
     "ProviderTimeout",
     "ProviderUnavailable",
@@ -133,6 +135,13 @@ class Cancelled(PixbotError):
 
 class InternalError(PixbotError):
     category = "internal"
+
+
+class NothingToEdit(InvalidRequest):
+    """An edit with no image to work on: the chat has none yet and the request named none."""
+
+    default_message = ("There is no image in this chat to edit yet. Generate one first, or send the image "
+                       "you want to change.")
 
 
 class ConfigError(InternalError):

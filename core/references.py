@@ -45,7 +45,17 @@ class ReferenceResolver:
     async def resolve_all(self, references: Sequence[Reference]) -> list[ResolvedReference]:
         if len(references) > MAX_REFERENCES:
             raise InvalidRequest(f"Too many reference images: {len(references)}; the limit is {MAX_REFERENCES}.")
-        return list(await asyncio.gather(*(self.resolve(ref) for ref in references)))
+        return list(await asyncio.gather(*(self._named(ref) for ref in references)))
+
+    async def _named(self, ref: Reference) -> ResolvedReference:
+        """``resolve``, with a bad image's message naming it: with several references, which one."""
+        try:
+            return await self.resolve(ref)
+        except BadImage as exc:
+            name = ref.name or (Path(ref.path).name if ref.path else ref.artifact_id)
+            if not name or name in exc.message:
+                raise
+            raise BadImage(f"{name}: {exc.message}", detail=exc.detail) from exc
 
     async def resolve(self, ref: Reference) -> ResolvedReference:
         if ref.artifact_id is not None:

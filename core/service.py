@@ -32,6 +32,7 @@ from core.errors import (
     Cancelled,
     ConfigError,
     InvalidRequest,
+    NothingToEdit,
     PixbotError,
     ProviderTimeout,
     QuotaExceeded,
@@ -356,8 +357,7 @@ class ImageService:
             return request.references
         last = await self.state.last_artifact(request.chat.key)
         if last is None:
-            raise InvalidRequest("There is no image in this chat to edit yet. Generate one first, or send "
-                                 "the image you want to change.")
+            raise NothingToEdit()
         return (Reference(artifact_id=last), *request.references)
 
     def _begin(self, job: _Job, chat_key: str) -> None:

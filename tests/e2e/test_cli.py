@@ -148,6 +148,8 @@ async def test_bad_input_and_bad_config_exit_2_before_any_provider_call(
 ) -> None:
     not_an_image = cli.root / "notes.png"
     not_an_image.write_text("this is text, not a picture\n", encoding="utf-8")
+    good = cli.root / "good.png"
+    good.write_bytes(png_bytes(32, 32))
     unknown = cli.provider_config("custom", MODEL, api_key=KEY)
     unknown["tools"]["imageGeneration"]["provider"] = "dalle-magic"
     unset = cli.provider_config("custom", MODEL, api_key="${PIXBOT_E2E_UNSET_KEY}")
@@ -161,9 +163,11 @@ async def test_bad_input_and_bad_config_exit_2_before_any_provider_call(
         "ratio 0:1": (["generate", "a fox", "--aspect-ratio", "0:1"], config, "'0:1'"),
         "size 99999x1": (["generate", "a fox", "--size", "99999x1"], config, "99999x1"),
         "missing ref": (["generate", "a fox", "--ref", str(cli.root / "missing.png")], config, "not found"),
-        "non-image ref": (["generate", "a fox", "--ref", str(not_an_image)], config, "not an image"),
+        "non-image ref, named": (["generate", "a fox", "--ref", str(good), "--ref", str(not_an_image)], config,
+                                 "error: notes.png: "),
         "edit-last, no image": (["generate", "bluer", "--edit-last", "--chat", "cli:empty"], config,
-                                "no image in this chat"),
+                                "error: there is no image in chat cli:empty to edit yet (--edit-last): generate "
+                                "one first, or pass --ref PATH"),
         "unknown --provider": (["generate", "a fox", "--provider", "nope"], config, "Unknown provider"),
         "unknown provider in config": (["generate", "a fox"], bad_configs["unknown"], "dalle-magic"),
         "${VAR} unset": (["generate", "a fox"], bad_configs["unset"], "providers.custom.apiKey"),
