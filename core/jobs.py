@@ -219,6 +219,16 @@ class JobLedger:
         _log_change(job, old)
         return job
 
+    async def annotate(self, job_id: str, origin: Mapping[str, Any]) -> None:
+        """Merge keys into the job's origin, in one write; an unknown job is ignored."""
+        def tx(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT origin FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None:
+                merged = json.dumps({**json.loads(row["origin"]), **origin}, ensure_ascii=False)
+                conn.execute("UPDATE jobs SET origin = ? WHERE id = ?", (merged, job_id))
+
+        await self._db.run(tx)
+
     async def deliver(self, job_id: str) -> bool:
         """Mark a stored job delivered, in one write; False when it was not "stored" (already
         delivered, given up on, or unknown), which is not an error for a late or repeated delivery."""

@@ -76,25 +76,32 @@ ProgressCallback = Callable[[Progress], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class PastRequest:
-    """What made a stored image, for Again and another ratio: the image, the request as recorded
-    (None for images older than the ledger entry), and the front-end's origin data."""
+    """What a job was asked, for Again and another ratio: the image it made (None for a job that made
+    none), the request as recorded (None for images older than the ledger entry), and the front-end's
+    origin data."""
 
-    artifact: Artifact
+    artifact: Artifact | None
     summary: RequestSummary | None
     origin: Mapping[str, object]
 
+    @property
+    def prompt(self) -> str:
+        if self.summary is not None:
+            return self.summary.prompt
+        return self.artifact.prompt if self.artifact is not None else ""
+
     def references(self) -> tuple[Reference, ...]:
         """The images the job worked on, as references that can be used again: stored images by id,
-        files inside the allowed folders by path. Uploads that were not kept are left out."""
+        stored files by path. Uploads that were not kept are left out."""
         sources = self.summary.references if self.summary is not None else ()
-        if not sources and self.artifact.parent_id:
+        if not sources and self.artifact is not None and self.artifact.parent_id:
             sources = (self.artifact.parent_id,)
         kept: list[Reference] = []
         for source in sources:
             stem = PurePath(source).stem
             if is_artifact_id(source) or is_artifact_id(stem):
                 kept.append(Reference(artifact_id=source if is_artifact_id(source) else stem))
-            elif not source.startswith("upload:"):
+            elif PurePath(source).is_absolute():
                 kept.append(Reference(path=source))
         return tuple(kept)
 
@@ -148,6 +155,8 @@ class ImageService:
         self._idle = asyncio.Event()
         self._idle.set()
         self._lease_keeper: asyncio.Task[None] | None = None
+        #: Jobs ``recover`` failed (nothing stored), until a front-end takes them to tell their chats.
+        self._interrupted: list[JobRecord] = []
 
     # -- what front-ends ask -----------------------------------------------------------------
     @property
@@ -211,6 +220,25 @@ class ImageService:
         summary = RequestSummary.from_dict(record.request) if record is not None else None
         return PastRequest(artifact, summary, dict(record.origin) if record is not None else {})
 
+    async def past_job(self, job_id: str) -> PastRequest:
+        """What a job was asked (for Again on a job that made nothing); refuses an unknown job plainly."""
+        record = await self.jobs.get(job_id)
+        if record is None:
+            raise InvalidRequest("That request is no longer recorded, so it cannot be made again.")
+        return PastRequest(None, RequestSummary.from_dict(record.request), dict(record.origin))
+
+    async def annotate_job(self, job_id: str, **origin: object) -> None:
+        """Note front-end data on a running job (the progress message it posted), so a later run can
+        tidy up after a crash."""
+        await self.jobs.annotate(job_id, origin)
+
+    def take_interrupted(self, platform: str) -> list[JobRecord]:
+        """Jobs this start settled as failed (their process died before any image was stored), for the
+        front-end to tell their chats; each is handed out once."""
+        taken = [r for r in self._interrupted if r.platform == platform]
+        self._interrupted = [r for r in self._interrupted if r.platform != platform]
+        return taken
+
     async def keep_upload(self, reference: Reference, chat_key: str) -> Reference:
         """Store an image a chat user sent, so the job's record points at it and Again can use it
         again after any restart, on any platform. Other references are returned unchanged."""
@@ -257,6 +285,8 @@ class ImageService:
             if record.artifact_ids:
                 artifacts = [a for a in [await self.store.get(i) for i in record.artifact_ids] if a is not None]
                 await self.state.record_artifacts(record.chat_key, artifacts)
+            else:
+                self._interrupted.append(record)
         return settled
 
     async def prune(self, days: int | None = None) -> int:

@@ -167,6 +167,11 @@ class JobStore(Protocol):
         """Stored but not delivered, oldest first; ``platform`` keeps chats keyed ``"<platform>:…"``."""
         ...
 
+    async def annotate(self, job_id: str, origin: Mapping[str, Any]) -> None:
+        """Merge keys into the job's origin (e.g. the progress message a front-end posted, so a later
+        run can remove it). JSON-safe values; an unknown job is ignored."""
+        ...
+
     async def unsettled(self) -> list[JobRecord]:
         """Jobs still queued or generating, oldest first, whoever owns them."""
         ...

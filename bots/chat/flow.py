@@ -16,7 +16,7 @@ from bots.chat.surface import Ask, ChatSurface, ResultText, Sent
 from core.capabilities import validate_count, validate_ratio
 from core.errors import InvalidRequest, PixbotError
 from core.models import Artifact, ImageRequest, JobResult, Reference
-from core.service import ImageService
+from core.service import ImageService, PastRequest
 from core.stores import DELIVERY_STYLES, ChatSettings, JobRecord
 
 __all__ = ["Build", "ChatFlow", "SurfaceFor"]
@@ -31,6 +31,23 @@ SurfaceFor = Callable[[JobRecord], Awaitable[ChatSurface | None]]
 _RESET = frozenset({"reset", "default", "-"})
 _SETTING_NAMES = {"ar": "aspect_ratio", "ratio": "aspect_ratio", "aspect_ratio": "aspect_ratio",
                   "n": "count", "count": "count", "style": "delivery", "delivery": "delivery"}
+
+
+def _again(past: PastRequest, ratio: str | None) -> Ask:
+    """The Ask that repeats a past request (at ``ratio`` if given), on the images it worked on."""
+    references = past.references()
+    if past.lost_uploads and not references:
+        raise InvalidRequest("This image was made from an uploaded image that was not kept, so it cannot be "
+                             "made again. Use ✏️ Edit on it instead.")
+    summary = past.summary
+    target = past.origin.get("target")
+    if not isinstance(target, str) and references and references[0].artifact_id:
+        target = f"the same image as before ({references[0].artifact_id})"
+    mode = summary.mode if summary is not None else "auto"
+    return Ask(prompt=past.prompt, mode=mode if references else "generate", references=references,
+               target=target if isinstance(target, str) and references else None,
+               aspect_ratio=ratio or (summary.aspect_ratio if summary else None),
+               size=summary.size if summary else None, count=summary.count if summary else None)
 
 
 class ChatFlow:
@@ -89,23 +106,27 @@ class ChatFlow:
     async def again(self, surface: ChatSurface, artifact_id: str, ratio: str | None = None) -> None:
         """🔁 Again and 📐 ratios: the request that made ``artifact_id``, once more, as the clicker's."""
         async def build() -> Ask:
-            past = await self.service.past_request(artifact_id)
-            references = past.references()
-            if past.lost_uploads and not references:
-                raise InvalidRequest("This image was made from an uploaded image that was not kept, so it "
-                                     "cannot be made again. Use ✏️ Edit on it instead.")
-            summary = past.summary
-            target = past.origin.get("target")
-            if not isinstance(target, str) and references and references[0].artifact_id:
-                target = f"the same image as before ({references[0].artifact_id})"
-            mode = summary.mode if summary is not None else "auto"
-            return Ask(prompt=summary.prompt if summary is not None else past.artifact.prompt,
-                       mode=mode if references else "generate", references=references,
-                       target=target if isinstance(target, str) and references else None,
-                       aspect_ratio=ratio or (summary.aspect_ratio if summary else None),
-                       size=summary.size if summary else None, count=summary.count if summary else None)
+            return _again(await self.service.past_request(artifact_id), ratio)
 
         await self.run(surface, build)
+
+    async def again_job(self, surface: ChatSurface, job_id: str) -> None:
+        """🔁 Again under "the bot restarted before this was finished": that job's request once more."""
+        async def build() -> Ask:
+            return _again(await self.service.past_job(job_id), None)
+
+        await self.run(surface, build)
+
+    async def notify_interrupted(self, records: Iterable[JobRecord], surface_for: SurfaceFor) -> None:
+        """Jobs a crash cut short before any image was stored: each chat hears what happened, with a
+        🔁 Again to ask once more (nothing is re-run unasked: the provider may have been paid)."""
+        for record in records:
+            try:
+                surface = await surface_for(record)
+                if surface is not None:
+                    await surface.offer_again(wording.interrupted_text(record.prompt), record.id)
+            except Exception:
+                log.exception("job %s: telling its chat about the interruption failed", record.id)
 
     async def edit(self, surface: ChatSurface, artifact_id: str, prompt: str) -> None:
         """✏️ Edit answered with a prompt: that exact stored image, changed."""
@@ -148,6 +169,7 @@ class ChatFlow:
                     await self.service.give_up(record.id, "nowhere to post it" if surface is None else "no images")
                     continue
                 log.info("delivering job %s after a restart", record.id)
+                await surface.forget_progress()
                 target = record.origin.get("target")
                 text = ResultText(record.prompt, edited=target if isinstance(target, str) else None, late=True)
                 sent = await surface.send_images(artifacts, text)

@@ -109,6 +109,16 @@ class ChatSurface(Protocol):
         Raises PixbotError when the platform cannot take it (too large)."""
         ...
 
+    async def offer_again(self, text: str, job_id: str) -> None:
+        """After a restart: remove or replace this job's progress sign, then ``text`` with a 🔁 Again
+        button that repeats the job. Never raises for the platform's refusals."""
+        ...
+
+    async def forget_progress(self) -> None:
+        """After a restart: remove or close the progress sign an earlier run left for this job (a status
+        message, an unanswered "thinking…"). Never raises."""
+        ...
+
     def explain(self, error: Exception) -> str | None:
         """A plain sentence for the platform's own exceptions (None: not one of ours)."""
         ...

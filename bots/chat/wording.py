@@ -116,6 +116,12 @@ def unknown_image(image_id: str) -> str:
     return f"There is no image {image_id[:40]} in this chat. /history lists this chat's images with their ids."
 
 
+def interrupted_text(prompt: str) -> str:
+    """A job the bot's restart cut short before any image was made."""
+    return (f"The bot restarted before this was finished, and no image was made: “{_short(prompt, 120)}”. "
+            "🔁 Again asks for it once more.")
+
+
 def cancel_text(cancelled: int) -> str:
     if not cancelled:
         return "Nothing is running in this chat."

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bots.discord.buttons import ResultButton
+from bots.discord.buttons import RerunButton, ResultButton
 from bots.discord.commands import ImageCommands
 from bots.discord.context import Context, context_of
 from bots.discord.gestures import EditGestures
@@ -56,7 +56,7 @@ class PixbotBot(commands.Bot):
         gestures = EditGestures(self, ctx)
         await self.add_cog(gestures)
         self.tree.add_command(gestures.menu, guilds=scope)
-        self.add_dynamic_items(ResultButton)
+        self.add_dynamic_items(ResultButton, RerunButton)
         if self._sync:
             await sync_commands(self.tree, guilds)
 

@@ -10,7 +10,7 @@ import discord
 
 from bots.discord.context import Click, context_of
 
-__all__ = ["RATIOS", "ResultButton", "custom_id", "result_view"]
+__all__ = ["RATIOS", "RerunButton", "ResultButton", "custom_id", "rerun_view", "result_view"]
 
 #: The ratio buttons offered under results.
 RATIOS = ("1:1", "16:9", "9:16")
@@ -54,6 +54,33 @@ class ResultButton(discord.ui.DynamicItem[_Button], template=_TEMPLATE):
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await context_of(interaction.client).on_click(interaction, self.click)
+
+
+class RerunButton(discord.ui.DynamicItem[_Button], template=r"pixbot:rerun:(?P<job>job_[0-9a-f]{12})"):
+    """🔁 Again under "the bot restarted before this was finished": repeats that job's request."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(discord.ui.Button(label="Again", emoji="🔁", style=discord.ButtonStyle.secondary,
+                                           custom_id=f"pixbot:rerun:{job_id}"))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> RerunButton:
+        return cls(match["job"])
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return await context_of(interaction.client).gate.admit(interaction)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await context_of(interaction.client).on_click(interaction, Click("rerun", self.job_id))
+
+
+def rerun_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerunButton(job_id))
+    return view
 
 
 def result_view(artifact_ids: list[str]) -> discord.ui.View:

@@ -34,5 +34,7 @@ async def handle_click(interaction: discord.Interaction, click: Click) -> None:
         except discord.HTTPException as exc:
             log.warning("button original %s: Discord refused a call: %s", click.artifact_id, exc)
             await surface.tell(DISCORD_FAILED)
+    elif click.action == "rerun":
+        await ctx.flow.again_job(surface, click.artifact_id)
     else:
         await ctx.flow.again(surface, click.artifact_id, click.ratio)

@@ -20,7 +20,8 @@ PLATFORM = "discord"
 
 @dataclass(frozen=True)
 class Click:
-    """A result button, as its custom id names it: `action` is again, ratio, edit or original."""
+    """A button, as its custom id names it: `action` is again, ratio, edit or original (naming an
+    image), or rerun (naming a job that made nothing)."""
 
     action: str
     artifact_id: str

@@ -124,8 +124,6 @@ async def _shut_down(bot: PixbotBot, ctx: Context) -> None:
 
 async def _deliver_pending(bot: discord.Client, ctx: Context, pending: Pending) -> None:
     """Once connected, post the results a previous run stored but never delivered (oldest first)."""
-    if not pending:
-        return
     await bot.wait_until_ready()
     log.info("delivering %d Discord jobs left from the last run", len(pending))
 
@@ -134,6 +132,7 @@ async def _deliver_pending(bot: discord.Client, ctx: Context, pending: Pending) 
                                      record.origin)
 
     await ctx.flow.deliver_pending(_consume(pending), surface_for)
+    await ctx.flow.notify_interrupted(ctx.service.take_interrupted(PLATFORM), surface_for)
 
 
 def _consume(pending: Pending) -> Iterator[tuple[JobRecord, list[Artifact]]]:

@@ -12,12 +12,14 @@ import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime, timedelta
 from pathlib import PurePath
-from typing import Any
+from typing import Any, cast
 
 import discord
 
 from bots.chat import ResultText, Sent
+from bots.discord.buttons import rerun_view
 from bots.discord.context import chat_of
 from bots.discord.delivery import Outgoing, build_message
 from bots.discord.targets import shown
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 ACK_DEADLINE_S = 2.2
 _MIB = 1024 * 1024
 _NO_MENTIONS = discord.AllowedMentions.none()
+#: Discord's interaction tokens last 15 minutes; leave a margin for the edit itself.
+_TOKEN_LIFE = timedelta(minutes=14)
+#: Discord's name for an interaction's first response, where a message id goes in the webhook URL
+#: (discord.py formats the id into the path, so the name passes through).
+_ORIGINAL = cast(int, "@original")
 DISCORD_FAILED = "Discord did not accept the bot's answer. Please try again."
 
 
@@ -120,6 +127,15 @@ class DiscordSurface:
     async def send_original(self, artifact: Artifact, data: bytes) -> str | None:
         raise InvalidRequest("The original can be sent from the 📎 button under the image.")
 
+    async def forget_progress(self) -> None:
+        return None
+
+    async def offer_again(self, text: str, job_id: str) -> None:
+        try:
+            await self._post(Outgoing(_clip(text), view=rerun_view(job_id)))
+        except discord.HTTPException as exc:
+            log.warning("could not tell about job %s: %s", job_id, exc)
+
     def explain(self, error: Exception) -> str | None:
         return DISCORD_FAILED if isinstance(error, discord.HTTPException) else None
 
@@ -132,8 +148,11 @@ class InteractionSurface(DiscordSurface):
     """Answers one interaction (slash command, context-menu modal, button)."""
 
     def __init__(self, service: ImageService, interaction: discord.Interaction) -> None:
-        super().__init__(service, chat_of(interaction.channel_id, interaction.user),
-                         _origin(interaction.channel_id, interaction.user))
+        origin = _origin(interaction.channel_id, interaction.user)
+        # The interaction's own webhook: for 15 minutes a later run can still answer "thinking…" with it.
+        origin |= {"application_id": str(interaction.application_id), "token": interaction.token,
+                   "asked_at": discord.utils.snowflake_time(interaction.id).isoformat()}
+        super().__init__(service, chat_of(interaction.channel_id, interaction.user), origin)
         self.interaction = interaction
         self._lock = asyncio.Lock()  # `is_done()` flips only after the HTTP call: serialise the first response
 
@@ -239,13 +258,48 @@ class MessageSurface(DiscordSurface):
 
 class ChannelSurface(DiscordSurface):
     """Posts in a channel, mentioning the person (results that finished while the bot was away, or after
-    the interaction token expired)."""
+    the interaction token expired). After a restart it also answers the asker's unanswered "thinking…"
+    while that interaction's token lives."""
 
     def __init__(self, service: ImageService, channel: discord.abc.Messageable, chat: ChatRef,
-                 origin: dict[str, Any], filesize_limit: int) -> None:
+                 origin: dict[str, Any], filesize_limit: int, client: discord.Client | None = None) -> None:
         super().__init__(service, chat, origin)
         self.channel = channel
         self._limit = filesize_limit
+        self._client = client
+
+    def _original(self) -> discord.Webhook | None:
+        """The recorded interaction's webhook, while its token is valid (15 minutes, less a margin)."""
+        token, app_id, asked = (self._origin.get(k) for k in ("token", "application_id", "asked_at"))
+        if self._client is None or not (token and app_id and asked):
+            return None
+        try:
+            age = discord.utils.utcnow() - datetime.fromisoformat(str(asked))
+        except ValueError:
+            return None
+        if age > _TOKEN_LIFE:
+            return None
+        return discord.Webhook.partial(int(app_id), str(token), client=self._client)
+
+    async def _edit_original(self, out: Outgoing) -> bool:
+        webhook = self._original()
+        if webhook is None:
+            return False
+        try:
+            await webhook.edit_message(_ORIGINAL, content=out.content, embeds=out.embeds, attachments=out.files,
+                                       view=out.view)
+        except discord.HTTPException as exc:
+            log.info("could not edit the interaction's response after a restart: %s", exc)
+            return False
+        return True
+
+    async def forget_progress(self) -> None:
+        await self._edit_original(Outgoing("⏱ The bot restarted while this was running; the result is posted "
+                                           "below."))
+
+    async def offer_again(self, text: str, job_id: str) -> None:
+        if not await self._edit_original(Outgoing(_clip(text), view=rerun_view(job_id))):
+            await super().offer_again(text, job_id)
 
     @property
     def filesize_limit(self) -> int:
@@ -301,5 +355,5 @@ async def channel_surface(client: discord.Client, service: ImageService, chat: C
         return None
     guild = getattr(channel, "guild", None)
     limit = guild.filesize_limit if isinstance(guild, discord.Guild) else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
-    return ChannelSurface(service, channel, chat, origin, limit)
+    return ChannelSurface(service, channel, chat, origin, limit, client)
 

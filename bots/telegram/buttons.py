@@ -11,7 +11,7 @@ from aiogram.types import CallbackQuery, ForceReply, InaccessibleMessage, Messag
 from aiogram.utils.formatting import Text, TextMention
 
 from bots.telegram.context import TelegramContext
-from bots.telegram.keyboards import Again, EditImage, Original, Reratio, decode_ratio
+from bots.telegram.keyboards import Again, AgainJob, EditImage, Original, Reratio, decode_ratio
 from bots.telegram.surface import TelegramSurface
 from core.service import ImageService
 
@@ -23,6 +23,7 @@ _TOO_OLD = "This message is too old for its buttons. Use /last or /history."
 def make_router() -> Router:
     router = Router(name="telegram.buttons")
     router.callback_query.register(again, Again.filter())
+    router.callback_query.register(again_job, AgainJob.filter())
     router.callback_query.register(reratio, Reratio.filter())
     router.callback_query.register(edit_prompt, EditImage.filter())
     router.callback_query.register(original, Original.filter())
@@ -49,6 +50,12 @@ async def again(query: CallbackQuery, callback_data: Again, bot: Bot, service: I
                 tg: TelegramContext) -> None:
     if (message := await _accessible(query, "🔁 Again…")) is not None:
         await tg.flow.again(_surface(query, message, bot, service, tg), callback_data.artifact_id)
+
+
+async def again_job(query: CallbackQuery, callback_data: AgainJob, bot: Bot, service: ImageService,
+                    tg: TelegramContext) -> None:
+    if (message := await _accessible(query, "🔁 Again…")) is not None:
+        await tg.flow.again_job(_surface(query, message, bot, service, tg), callback_data.job_id)
 
 
 async def reratio(query: CallbackQuery, callback_data: Reratio, bot: Bot, service: ImageService,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from aiogram import Bot
@@ -24,8 +25,12 @@ log = logging.getLogger(__name__)
 class Feedback:
     """``async with Feedback(...) as fb: await service.submit(request, progress=fb.progress)``."""
 
-    def __init__(self, bot: Bot, dest: Destination, options: TelegramOptions) -> None:
+    def __init__(self, bot: Bot, dest: Destination, options: TelegramOptions,
+                 on_status: Callable[[str, int], Awaitable[None]] | None = None) -> None:
+        """``on_status(job_id, message_id)`` is told when the status message is posted, so a run after a
+        crash can remove it."""
         self.bot, self.dest, self.options = bot, dest, options
+        self.on_status = on_status
         self._action = ChatActionSender.upload_photo(chat_id=dest.chat_id, bot=bot, message_thread_id=dest.thread_id,
                                                      interval=options.action_interval)
         self._progress: Progress | None = None
@@ -88,6 +93,11 @@ class Feedback:
             log.debug("telegram: status message failed: %s", exc)
             return
         self._status_id = message.message_id
+        if self.on_status is not None and self._progress is not None:
+            try:
+                await self.on_status(self._progress.job_id, message.message_id)
+            except Exception:  # bookkeeping for a crash; the job goes on without it
+                log.warning("telegram: could not record the status message", exc_info=True)
         while not self._done:
             text = self._text()
             if text == shown:  # nothing new: wait for progress or the end (no await since the check)

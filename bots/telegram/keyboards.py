@@ -14,10 +14,12 @@ from core.state import DELIVERY_STYLES
 __all__ = [
     "RATIO_CHOICES",
     "Again",
+    "AgainJob",
     "EditImage",
     "Original",
     "Reratio",
     "Setting",
+    "again_keyboard",
     "decode_ratio",
     "encode_ratio",
     "ratio_keyboard",
@@ -33,6 +35,12 @@ _CHAT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9")
 
 class Again(CallbackData, prefix="again"):
     artifact_id: str
+
+
+class AgainJob(CallbackData, prefix="rerun"):
+    """🔁 Again under a job that made nothing (the bot restarted first): names the job, not an image."""
+
+    job_id: str
 
 
 class EditImage(CallbackData, prefix="edit"):
@@ -81,6 +89,12 @@ def result_keyboard(artifact_ids: Sequence[str]) -> InlineKeyboardMarkup:
         kb.button(text=f"✏️ Edit {index}", callback_data=EditImage(artifact_id=artifact_id))
         kb.button(text=f"📎 Original {index}", callback_data=Original(artifact_id=artifact_id))
     kb.adjust(1, 3, *([2] * len(artifact_ids)))
+    return kb.as_markup()
+
+
+def again_keyboard(job_id: str) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(text="🔁 Again", callback_data=AgainJob(job_id=job_id))
     return kb.as_markup()
 
 

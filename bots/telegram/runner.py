@@ -86,18 +86,21 @@ async def run_telegram(config: AppConfig, service: ImageService, stop: asyncio.E
         await bot.set_my_commands(COMMANDS)
         # Listed before any update is taken, so a job of this run can never be delivered twice.
         pending = await service.pending_deliveries(PLATFORM)
+        interrupted = service.take_interrupted(PLATFORM)
         site = None
         if settings.mode == "webhook":
             runner, site = await _start_webhook(bot, dp, tg)
             stack.push_async_callback(runner.cleanup)
         # Runs before the cleanups above (last in, first out): jobs finish while the session is open.
         stack.push_async_callback(tg.flow.drain, options.shutdown_grace)
-        if pending:
-            async def surface_for(record: JobRecord) -> TelegramSurface:
-                chat = ChatRef.from_keys(record.chat_key, record.user_key)
-                return TelegramSurface.from_origin(bot, service, tg, record.origin, chat)
+        async def surface_for(record: JobRecord) -> TelegramSurface:
+            chat = ChatRef.from_keys(record.chat_key, record.user_key)
+            return TelegramSurface.from_origin(bot, service, tg, record.origin, chat)
 
+        if pending:
             tg.flow.inflight.spawn(tg.flow.deliver_pending(pending, surface_for), None, "telegram-pending")
+        if interrupted:
+            tg.flow.inflight.spawn(tg.flow.notify_interrupted(interrupted, surface_for), None, "telegram-interrupted")
         if site is not None:
             await stop.wait()
             await site.stop()  # no new updates; Telegram keeps them until the bot is back

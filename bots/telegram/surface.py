@@ -4,6 +4,7 @@ the chat's delivery style, fitted to Telegram's limits, with the result buttons.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -15,9 +16,11 @@ from aiogram.types import BufferedInputFile, Message
 
 from bots.chat import ResultText, Sent
 from bots.telegram import captions
+from bots.telegram.captions import fit_text
 from bots.telegram.context import TelegramContext
 from bots.telegram.delivery import Destination, original_filename, send_results, send_text
 from bots.telegram.feedback import Feedback
+from bots.telegram.keyboards import again_keyboard
 from core.errors import InvalidRequest
 from core.models import Artifact, ChatRef
 from core.service import ImageService, Progress
@@ -35,10 +38,12 @@ def chat_of(chat_id: int, user_id: int | None) -> ChatRef:
 
 class TelegramSurface:
     def __init__(self, bot: Bot, service: ImageService, tg: TelegramContext, dest: Destination,
-                 user_id: int | None) -> None:
+                 user_id: int | None, recorded: Mapping[str, Any] | None = None) -> None:
         self.bot, self.service, self.tg, self.dest = bot, service, tg, dest
         self._chat = chat_of(dest.chat_id, user_id)
         self._feedback: Feedback | None = None
+        #: The origin an earlier run recorded (restart deliveries): its status message, if any.
+        self._recorded = dict(recorded or {})
 
     @classmethod
     def answering(cls, bot: Bot, service: ImageService, tg: TelegramContext, message: Message,
@@ -54,7 +59,7 @@ class TelegramSurface:
         """For a job recorded by an earlier run: the same chat, topic and message to answer."""
         user = chat.user_id or ""
         return cls(bot, service, tg, Destination.from_origin(origin, chat),
-                   int(user) if user.lstrip("-").isdigit() else None)
+                   int(user) if user.lstrip("-").isdigit() else None, origin)
 
     @property
     def chat(self) -> ChatRef:
@@ -66,7 +71,10 @@ class TelegramSurface:
 
     @asynccontextmanager
     async def busy(self) -> AsyncIterator[None]:
-        async with Feedback(self.bot, self.dest, self.tg.options) as feedback:
+        async def on_status(job_id: str, message_id: int) -> None:
+            await self.service.annotate_job(job_id, status_message=message_id)
+
+        async with Feedback(self.bot, self.dest, self.tg.options, on_status) as feedback:
             self._feedback = feedback
             try:
                 yield
@@ -100,6 +108,19 @@ class TelegramSurface:
             await self.tell(f"Telegram refused to send that ({exc.message}). Try again.")
             return None
         return str(sent.message_id)
+
+    async def forget_progress(self) -> None:
+        status = self._recorded.get("status_message")
+        if isinstance(status, int):
+            with contextlib.suppress(TelegramAPIError):  # already gone, or too old to delete
+                await self.bot.delete_message(chat_id=self.dest.chat_id, message_id=status)
+
+    async def offer_again(self, text: str, job_id: str) -> None:
+        await self.forget_progress()
+        try:
+            await self.bot.send_message(text=fit_text(text), reply_markup=again_keyboard(job_id), **self.dest.kwargs())
+        except TelegramAPIError as exc:
+            log.warning("telegram: could not tell chat %s about job %s: %s", self.dest.chat_id, job_id, exc)
 
     def explain(self, error: Exception) -> str | None:
         if isinstance(error, TelegramAPIError):

@@ -11,8 +11,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bots.telegram.keyboards import Again, Original, Reratio
+from bots.telegram.keyboards import Again, AgainJob, Original, Reratio
 from core.errors import ConfigError
+from core.jobs import JobLedger
+from core.models import ChatRef, ImageRequest, RequestSummary
+from core.state import open_database
 from tests.e2e.telegram_support import FAST, TelegramHarness, artifact_of, free_port, upload_of
 from tests.fakes.fake_telegram import ALICE
 from tests.images import png_bytes
@@ -170,3 +173,45 @@ async def test_buttons_for_unknown_images_and_old_versions_answer_plainly(tg: Te
     alerts = [c.params.get("text") for c in tg.server.calls_of("answerCallbackQuery")]
     assert "This button no longer works. Use /help." in alerts
 
+
+
+async def test_a_job_a_crash_cut_short_is_answered_after_the_restart(tg: TelegramHarness) -> None:
+    """kill -9 mid-job used to leave the chat with nothing but a stale "🎨 Generating…" message. Now the
+    next start removes the status message and says what happened, with 🔁 Again to ask once more."""
+    chat_key = f"telegram:{ALICE.id}"
+    async with open_database(tg.tmp_path / "pixbot.db") as db:  # the state the dead process left
+        summary = RequestSummary("a red fox", "generate", 2, "custom", "flux-dev")
+        job = await JobLedger(db).create(
+            chat_key=chat_key, user_key=chat_key, prompt="a red fox", requested=2, request=summary.to_dict(),
+            origin={"chat_id": ALICE.id, "reply_to": 77, "status_message": 555}, started=True,
+            owner="gone-host/1/1/x", lease_s=0.001)
+    await asyncio.sleep(0.01)  # the dead process's lease lapses
+    await tg.start()
+    (told,) = await tg.server.wait_for("sendMessage")
+    (deleted,) = await tg.server.wait_for("deleteMessage")
+    assert deleted.params["message_id"] == 555 and deleted.params["chat_id"] == ALICE.id
+    assert told.params["text"].startswith("The bot restarted before this was finished, and no image was made: "
+                                          "“a red fox”")
+    assert told.params["reply_parameters"]["message_id"] == 77
+    (button,) = [b["callback_data"] for row in told.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert button == AgainJob(job_id=job.id).pack()
+
+    await tg.server.push_callback(told.result, button)  # 🔁 Again: the same request, once more
+    (album,) = await tg.server.wait_for("sendMediaGroup")
+    await tg.stop()
+    assert album.params["media"][0]["caption"] == "a red fox"
+    assert len(tg.provider.requests_of("/images/generations")) == 2
+
+
+async def test_a_status_message_left_by_a_crash_is_removed_when_its_images_are_delivered(
+        tg: TelegramHarness) -> None:
+    service = await tg.open()
+    made = await service.submit(ImageRequest("a lantern", ChatRef("telegram", str(ALICE.id), str(ALICE.id)),
+                                             origin={"chat_id": ALICE.id, "reply_to": 77}))
+    await service.annotate_job(made.job_id, status_message=556)  # the crash came before the delivery
+    await tg.run_bot()
+    (photo,) = await tg.server.wait_for("sendPhoto")
+    (deleted,) = await tg.server.wait_for("deleteMessage")
+    await tg.stop()
+    assert deleted.params["message_id"] == 556
+    assert photo.params["caption"] == "a lantern\n⏱ Delivered after the bot restarted."
