@@ -4,13 +4,17 @@ jobs delivered after a restart, and a clean shutdown that lets a running job fin
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import pytest
 
 from bots.chat.inflight import Inflight
 from core.models import ChatRef, ImageRequest
 from core.service import ImageService
+from tests.e2e.cli_support import Cli
 from tests.e2e.discord_support import DiscordHarness, bot_messages, result_of
+from tests.fakes.discord_wire import walk_components
 from tests.fakes.fake_discord import MIB, FakeDiscord
 from tests.fakes.fake_provider import FakeProvider
 
@@ -187,3 +191,34 @@ async def test_several_images_over_the_upload_limit_share_it_in_one_message(
     assert patch.status == 200 and len(patch.files) == 3
     assert sum(len(f.data) for f in patch.files) <= 10 * MIB
     assert len(result["attachments"]) == 3 and "to fit this server's 10 MiB upload limit" in result["content"]
+
+
+async def test_a_job_killed_mid_run_is_answered_in_its_thinking_response_after_the_restart(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider, tmp_path: Path
+) -> None:
+    """``pixbot run`` killed with SIGKILL while Discord shows "thinking…": the next start edits that
+    response (its token still lives) into a plain answer with 🔁 Again, and Again makes the image."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(harness.config()))
+    cli = Cli(tmp_path, provider)
+    readies = fake.ready_count
+    process = await cli.start("run", config=config)
+    try:
+        await fake.wait_for(lambda: fake.ready_count > readies, timeout=30)
+        provider.hold()
+        rec = await fake.invoke_slash(fake.alice, "imagine", prompt="a slow fox")
+        await provider.wait_for_requests(1, timeout=30)
+        await fake.wait_for(lambda: rec.response_type == 5, timeout=10)  # the public "thinking…"
+    finally:
+        process.kill()
+        await process.wait()
+    provider.release()
+
+    await harness.start()
+    answer = await fake.original_response(rec, lambda m: "restarted" in (m["content"] or ""), timeout=15)
+    assert answer["content"].startswith("The bot restarted before this was finished, and no image was made: "
+                                        "“a slow fox”")
+    (button,) = [c["custom_id"] for c in walk_components(answer["components"]) if c.get("custom_id")]
+    assert button.startswith("pixbot:rerun:job_")
+    again = await result_of(fake, await fake.click_button(fake.alice, answer, button))
+    assert len(again["attachments"]) == 1 and again["embeds"][0]["description"] == "a slow fox"
