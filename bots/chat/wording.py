@@ -17,6 +17,7 @@ __all__ = [
     "edited_label",
     "failed_line",
     "failure_text",
+    "file_size",
     "history_text",
     "settings_text",
     "undelivered_text",
@@ -102,6 +103,14 @@ def history_text(entries: Sequence[HistoryEntry], limit_chars: int) -> str:
             break
         lines.append(line)
     return "\n".join(lines)
+
+
+def file_size(size: int) -> str:
+    """Bytes as people read them, in the binary units the platforms' limits are set in (Discord's
+    10 MiB, Telegram's 20 and 50 MiB): 23 KiB, 4.2 MiB, 10 MiB."""
+    if size < 1024 * 1024:
+        return f"{max(1, round(size / 1024))} KiB"
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0") + " MiB"
 
 
 def split_image_id(text: str) -> tuple[str | None, str]:

@@ -13,6 +13,7 @@ import discord
 from PIL import Image
 
 from bots.chat import ResultText
+from bots.chat.wording import file_size
 from bots.discord.buttons import result_view
 from core.errors import BadImage
 from core.images import EXTENSIONS, fit_under_bytes_async
@@ -115,7 +116,7 @@ def _embed(artifact: Artifact, filename: str, index: int, total: int) -> discord
 
 
 def _mib(size: int) -> str:
-    return f"{size / _MIB:g} MiB"
+    return file_size(size)
 
 
 def _clip(text: str, limit: int) -> str:

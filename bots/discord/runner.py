@@ -42,6 +42,13 @@ Pending = list[tuple[JobRecord, list[Artifact]]]
 _Outcome = Literal["stopped", "closed", "intents"]
 
 
+def _quiet_voice() -> None:
+    """An image bot never joins voice: discord.py's start-up warnings about missing voice libraries
+    (PyNaCl, davey) only alarm its operators."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+
 def configure_endpoints(settings: DiscordConfig) -> None:
     """`apiBase` (a REST root; `/api/v10` is added unless it names a version) and `gatewayUrl` replace
     Discord's; unset, discord.py's own are used. They are process-wide class attributes of discord.py."""
@@ -60,6 +67,7 @@ async def run_discord(config: AppConfig, service: ImageService, stop: asyncio.Ev
     if not settings.token:
         raise ConfigError("bots.discord.token is not set (or set DISCORD_BOT_TOKEN).")
     configure_endpoints(settings)
+    _quiet_voice()
     pending: Pending = await service.pending_deliveries(PLATFORM)  # before any new job can join the list
     flow = ChatFlow(service)
     ctx = Context(config, service, flow, Gate(settings, flow.inflight), on_click=handle_click)

@@ -19,6 +19,7 @@ from typing import Any, cast
 import discord
 
 from bots.chat import ResultText, Sent
+from bots.chat.wording import file_size
 from bots.discord.buttons import rerun_view
 from bots.discord.context import chat_of
 from bots.discord.delivery import Outgoing, build_message
@@ -217,13 +218,14 @@ class InteractionSurface(DiscordSurface):
         limit = self.filesize_limit
         if artifact.bytes > limit:
             await self.interaction.edit_original_response(
-                content=f"The original is {artifact.bytes / _MIB:.1f} MiB, over this server's {limit / _MIB:g} MiB "
+                content=f"The original is {file_size(artifact.bytes)}, over this server's "
+                        f"{file_size(limit)} "
                         "upload limit, so only the fitted copy can be shown here.")
             return None
         name = f"{artifact.id}{EXTENSIONS.get(artifact.mime, PurePath(artifact.path).suffix)}"
         await self.interaction.edit_original_response(
             content=f"Original of `{artifact.id}`: {artifact.width}×{artifact.height}, "
-                    f"{artifact.bytes / _MIB:.1f} MiB.",
+                    f"{file_size(artifact.bytes)}.",
             attachments=[discord.File(io.BytesIO(data), filename=name)])
         return None
 

@@ -10,6 +10,7 @@ from pathlib import PurePath
 import discord
 
 from bots.chat import Ask
+from bots.chat.wording import file_size
 from bots.discord.context import Context
 from core.errors import BadImage, InvalidRequest
 from core.images import IMAGE_SUFFIXES
@@ -48,8 +49,8 @@ async def download(attachment: discord.Attachment, max_bytes: int) -> Reference:
     if not _is_image(attachment):
         raise BadImage(f"{attachment.filename} is not an image the bot can use (PNG, JPEG, WebP or GIF).")
     if attachment.size > max_bytes:
-        raise BadImage(f"{attachment.filename} is too large: {attachment.size / 1_048_576:.1f} MB; the limit is "
-                       f"{max_bytes / 1_048_576:.0f} MB.")
+        raise BadImage(f"{attachment.filename} is too large: {file_size(attachment.size)}; the limit "
+                       f"is {file_size(max_bytes)}.")
     try:
         data = await attachment.read()
     except discord.HTTPException as exc:

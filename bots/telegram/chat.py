@@ -34,6 +34,7 @@ def make_router() -> Router:
 def help_text(service: ImageService, group: bool) -> str:
     text = (
         f"I draw and edit images with {service.default_provider} ({service.default_model}).\n\n"
+        "Send me a description and I draw it, or:\n"
         "/imagine a lighthouse at dusk --ar 16:9 --n 2 --size 2K: draw (also /image, /draw)\n"
         "/edit make it snowy: edit the image you reply to, the one you send, or the last one\n"
         "Reply to any image with an instruction to edit it; send a photo or an album with a caption to "
@@ -52,8 +53,11 @@ def _key(message: Message) -> str:
     return chat_of(message.chat.id, None).key
 
 
-async def help_command(message: Message, service: ImageService) -> None:
-    await message.reply(help_text(service, message.chat.type != "private"))
+async def help_command(message: Message, command: CommandObject, service: ImageService) -> None:
+    text = help_text(service, message.chat.type != "private")
+    if command.command == "start":
+        text = "Hi! I make and edit images. " + text
+    await message.reply(text)
 
 
 async def ratio_command(message: Message, command: CommandObject, service: ImageService,

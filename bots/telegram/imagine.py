@@ -25,6 +25,8 @@ IMAGINE_COMMANDS = ("imagine", "image", "draw")
 _EDIT_USAGE = ("Usage: /edit make the sky purple. Reply to an image, send one with the command, name one "
                "(/edit img_… make it blue), or it edits this chat's last image.")
 _CAPTION_USAGE = "Say in the caption what to do with the image, e.g. \"make it a watercolour\"."
+_NO_ALBUM_CAPTION = ("Add a caption to one of the images saying what to do with them (e.g. \"put the cat on "
+                     "the sofa\"), or reply to one of them with the instruction.")
 _NO_CAPTION = ("Add a caption saying what to do with this image (e.g. \"make it a watercolour\"), or reply "
                "to it with the instruction.")
 
@@ -102,7 +104,7 @@ async def album(message: Message, bot: Bot, service: ImageService, tg: TelegramC
         return
     captioned = next((m for m in items if m.caption), None)
     if captioned is None:
-        await message.reply(_NO_CAPTION)
+        await message.reply(_NO_ALBUM_CAPTION)
         return
     name, _, rest = split_command(strip_mention(captioned.caption or "", tg.username))
     files = [f for m in items for f in image_files(m)]

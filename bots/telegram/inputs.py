@@ -14,6 +14,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Document, Message
 
+from bots.chat.wording import file_size
 from bots.telegram.surface import chat_of
 from core.errors import BadImage
 from core.images import IMAGE_SUFFIXES
@@ -68,8 +69,8 @@ def image_files(message: Message) -> list[ImageFile]:
 
 
 def _too_big(size: int, limit: int) -> BadImage:
-    return BadImage(f"That file is {size / 1_048_576:.1f} MB, and the bot can only fetch files up to "
-                    f"{limit / 1_048_576:.0f} MB from Telegram. Send a smaller image, or send it as a photo "
+    return BadImage(f"That file is {file_size(size)}, and the bot can only fetch files up to "
+                    f"{file_size(limit)} from Telegram. Send a smaller image, or send it as a photo "
                     "instead of a file.")
 
 

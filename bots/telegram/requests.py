@@ -15,6 +15,7 @@ def from_text(text: str, *, mode: Mode, target: Target | None, usage: str = USAG
     """``text`` is the prompt with inline options; an empty prompt gets the usage line."""
     args = parse_args(text)
     if not args.prompt:
-        raise InvalidRequest(f"Please say what to draw. {usage}")
+        ask = "what to change" if mode == "edit" or target is not None else "what to draw"
+        raise InvalidRequest(f"Please say {ask}. {usage}")
     return Ask(args.prompt, mode, target.references if target else (), target.label if target else None,
                aspect_ratio=args.aspect_ratio, size=args.size, count=args.count)

@@ -15,6 +15,7 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BufferedInputFile, Message
 
 from bots.chat import ResultText, Sent
+from bots.chat.wording import file_size
 from bots.telegram import captions
 from bots.telegram.captions import fit_text
 from bots.telegram.context import TelegramContext
@@ -97,8 +98,8 @@ class TelegramSurface:
     async def send_original(self, artifact: Artifact, data: bytes) -> str | None:
         limit = self.tg.document_limit
         if artifact.bytes > limit:
-            raise InvalidRequest(f"The original is {artifact.bytes / 1_048_576:.0f} MB; Telegram takes files up to "
-                                 f"{limit / 1_048_576:.0f} MB from bots.")
+            raise InvalidRequest(f"The original is {file_size(artifact.bytes)}; Telegram takes files up to "
+                                 f"{file_size(limit)} from bots.")
         try:
             sent = await self.bot.send_document(
                 document=BufferedInputFile(data, filename=original_filename(artifact)),

@@ -144,7 +144,7 @@ async def test_input_over_20_mb_is_refused_before_any_download_or_provider_call(
     await tg.server.push_document(b"\x89PNG" + b"\0" * (20 * 1024 * 1024), "huge.png", caption="make it blue")
     (refusal,) = await tg.server.wait_for("sendMessage")
 
-    assert "20.0 MB" in refusal.params["text"] and "up to 20 MB" in refusal.params["text"]
+    assert "That file is 20 MiB" in refusal.params["text"] and "up to 20 MiB" in refusal.params["text"]
     assert tg.server.calls_of("getFile") == [] and tg.provider.requests == []
     assert refusal.params["chat_id"] == ALICE.id
 

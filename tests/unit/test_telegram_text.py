@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bots.chat import ResultText
+from bots.chat.wording import file_size
 from bots.telegram.captions import CAPTION_LIMIT, fit_text, result_caption
 from bots.telegram.keyboards import RATIO_CHOICES, result_keyboard, settings_keyboard
 from bots.telegram.parsing import ImagineArgs, parse_args, split_command, strip_mention
@@ -75,3 +76,8 @@ def test_callback_data_fits_in_64_bytes() -> None:
     data = [b.callback_data or "" for kb in keyboards for row in kb.inline_keyboard for b in row]
     assert data and all(len(d.encode()) <= 64 for d in data)
     assert {f"ratio:{ids[0]}:{r.replace(':', 'x')}" for r in RATIO_CHOICES} <= set(data)
+
+
+def test_file_sizes_read_in_one_unit_everywhere() -> None:
+    assert [file_size(n) for n in (23_000, 512, 4_404_019, 10 * 1024 * 1024, 11_000_000, 50 * 1024 * 1024)] == [
+        "22 KiB", "1 KiB", "4.2 MiB", "10 MiB", "10.5 MiB", "50 MiB"]
