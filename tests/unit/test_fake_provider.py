@@ -68,7 +68,8 @@ WIRE_FORMATS: list[tuple[str, str, dict[str, Any], Callable[[Any], list[Image.Im
 ]
 
 
-@pytest.mark.parametrize(("provider", "path", "body", "extract"), WIRE_FORMATS, ids=lambda v: str(v)[:40])
+@pytest.mark.parametrize(("provider", "path", "body", "extract"), WIRE_FORMATS,
+                         ids=[f"{provider}-{path}" for provider, path, _, _ in WIRE_FORMATS])
 async def test_each_wire_format_answers_decodable_images(
     fake: FakeProvider, client: httpx.AsyncClient, provider: str, path: str, body: dict[str, Any],
     extract: Callable[[Any], list[Image.Image]],
