@@ -303,14 +303,14 @@ class ImageService:
         await self.jobs.forget_before(cutoff)
         return len(removed)
 
-    async def cancel(self, chat_key: str | None = None) -> int:
-        """Cancel this chat's running jobs (every job with None); images already stored are kept
-        and delivered. Returns how many jobs were cancelled."""
+    async def cancel(self, chat_key: str | None = None, user_key: str | None = None) -> int:
+        """Cancel this chat's running jobs (every job with None), only ``user_key``'s when given;
+        images already stored are kept and delivered. Returns how many jobs were cancelled."""
         ids = list(self._active) if chat_key is None else list(self._running.get(chat_key, ()))
         cancelled = 0
         for job_id in ids:
             job = self._active.get(job_id)
-            if job is None:
+            if job is None or (user_key is not None and job.record.user_key not in (user_key, None)):
                 continue
             job.cancelled = True
             for task in job.tasks:

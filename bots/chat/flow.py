@@ -15,7 +15,7 @@ from bots.chat.inflight import Inflight
 from bots.chat.surface import Ask, ChatSurface, ResultText, Sent
 from core.capabilities import validate_count, validate_ratio
 from core.errors import InvalidRequest, PixbotError
-from core.models import Artifact, ImageRequest, JobResult, Reference
+from core.models import Artifact, ChatRef, ImageRequest, JobResult, Reference
 from core.service import ImageService, PastRequest
 from core.stores import DELIVERY_STYLES, ChatSettings, JobRecord
 
@@ -229,8 +229,9 @@ class ChatFlow:
     async def history(self, chat_key: str, limit: int, text_limit: int) -> str:
         return wording.history_text(await self.service.history(chat_key, limit), text_limit)
 
-    async def cancel(self, chat_key: str) -> str:
-        return wording.cancel_text(await self.service.cancel(chat_key))
+    async def cancel(self, chat: ChatRef) -> str:
+        """/cancel: the asker's own running jobs in this chat (in a group, not everyone's)."""
+        return wording.cancel_text(await self.service.cancel(chat.key, chat.user_key))
 
     async def settings_text(self, chat_key: str, *, delivery_default: str | None = None) -> str:
         """This chat's defaults; ``delivery_default`` is the platform's style (None: it has none)."""

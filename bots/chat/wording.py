@@ -133,8 +133,8 @@ def interrupted_text(prompt: str) -> str:
 
 def cancel_text(cancelled: int) -> str:
     if not cancelled:
-        return "Nothing is running in this chat."
-    jobs = "the running job" if cancelled == 1 else f"{cancelled} running jobs"
+        return "Nothing of yours is running in this chat."
+    jobs = "your running job" if cancelled == 1 else f"your {cancelled} running jobs"
     return f"Stopping {jobs}. Images that are already made will still be sent."
 
 

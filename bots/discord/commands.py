@@ -107,9 +107,9 @@ class ImageCommands(commands.Cog):
 
     @app_commands.command()
     async def cancel(self, interaction: discord.Interaction) -> None:
-        """Stop this channel's running image jobs (images already made are kept)."""
+        """Stop your running image jobs in this channel (images already made are kept)."""
         await interaction.response.send_message(
-            await self.ctx.flow.cancel(chat_of(interaction.channel_id, interaction.user).key), ephemeral=True)
+            await self.ctx.flow.cancel(chat_of(interaction.channel_id, interaction.user)), ephemeral=True)
 
     @app_commands.command(name="help")
     async def help_(self, interaction: discord.Interaction) -> None:

@@ -116,4 +116,5 @@ async def history_command(message: Message, command: CommandObject, tg: Telegram
 
 
 async def cancel_command(message: Message, tg: TelegramContext) -> None:
-    await message.reply(await tg.flow.cancel(_key(message)))
+    who = message.from_user.id if message.from_user else None
+    await message.reply(await tg.flow.cancel(chat_of(message.chat.id, who)))

@@ -164,17 +164,17 @@ async def test_help_names_the_gestures_and_the_model(harness: DiscordHarness, fa
     assert shown["flags"] & EPHEMERAL and "/imagine" in shown["content"] and "custom/flux-dev" in shown["content"]
 
 
-async def test_cancel_stops_the_channels_running_job(
+async def test_cancel_stops_your_own_running_job_not_someone_elses(
     harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
 ) -> None:
     await harness.start()
-    idle = await result_of(fake, await fake.invoke_slash(fake.bob, "cancel"))
-    assert idle["content"] == "Nothing is running in this chat." and idle["flags"] & EPHEMERAL
     provider.hold()
     running = await fake.invoke_slash(fake.alice, "imagine", prompt="a slow fox")
     await provider.wait_for_requests(1)
-    stopped = await result_of(fake, await fake.invoke_slash(fake.bob, "cancel"))
-    assert stopped["content"].startswith("Stopping the running job.") and stopped["flags"] & EPHEMERAL
+    idle = await result_of(fake, await fake.invoke_slash(fake.bob, "cancel"))  # bob has nothing running
+    assert idle["content"] == "Nothing of yours is running in this chat." and idle["flags"] & EPHEMERAL
+    stopped = await result_of(fake, await fake.invoke_slash(fake.alice, "cancel"))
+    assert stopped["content"].startswith("Stopping your running job.") and stopped["flags"] & EPHEMERAL
     answer = await result_of(fake, running)
     assert answer["content"] == "Stopped. No image was made." and answer["attachments"] == []
     provider.release()

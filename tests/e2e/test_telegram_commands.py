@@ -8,7 +8,7 @@ from dataclasses import replace
 from bots.telegram import COMMANDS
 from bots.telegram.keyboards import Setting
 from tests.e2e.telegram_support import FAST, TelegramHarness, artifact_of, upload_of
-from tests.fakes.fake_telegram import ALICE, GROUP
+from tests.fakes.fake_telegram import ALICE, BOB, GROUP
 
 pytest_plugins = ["tests.e2e.telegram_fixtures"]
 
@@ -131,9 +131,9 @@ async def test_cancel_stops_the_running_job_and_says_so(tg: TelegramHarness) -> 
     await tg.stop()
 
     texts = [c.params["text"] for c in tg.server.calls_of("sendMessage")]
-    assert "Stopping the running job" in texts[0]
+    assert "Stopping your running job" in texts[0]
     assert "Stopped. No image was made." in {a.params["text"] for a in answers}
-    assert texts[2] == "Nothing is running in this chat."
+    assert texts[2] == "Nothing of yours is running in this chat."
     assert tg.server.calls_of("sendPhoto") == []
 
 
@@ -184,3 +184,18 @@ async def test_image_ids_from_history_are_accepted_by_edit_and_show(tg: Telegram
     await tg.stop()
     assert all(r.params["text"].startswith("There is no image img_") for r in refusals)
     assert len(tg.provider.requests_of("/images/edits")) == 1  # no provider call for a refused id
+
+
+async def test_cancel_in_a_group_stops_only_your_own_jobs(tg: TelegramHarness) -> None:
+    """/cancel used to stop everyone's jobs in a group, without saying whose."""
+    await tg.start()
+    tg.provider.hold()
+    await tg.server.push_text("/imagine a slow painting", chat=GROUP, user=ALICE)
+    await tg.provider.wait_for_requests(1)
+    await tg.server.push_text("/cancel", chat=GROUP, user=BOB)
+    (bobs,) = await tg.server.wait_for("sendMessage")
+    assert bobs.params["text"] == "Nothing of yours is running in this chat."
+    tg.provider.release()
+    (photo,) = await tg.server.wait_for("sendPhoto")  # alice's job went on
+    await tg.stop()
+    assert photo.params["chat_id"] == GROUP.id and photo.params["caption"] == "a slow painting"
