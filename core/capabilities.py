@@ -149,6 +149,11 @@ def plan_for(provider: str, model: str, caps: Capabilities, wanted: Wanted) -> P
             nearest = nearest_ratio(ratio, caps.ratios)
             notes.append(f"kept the edited image's shape as closely as {model} allows: {nearest} for its {ratio}")
             ratio = nearest
+    if ratio is not None and caps.ratios and ratio not in caps.ratios and wanted.ratio_explicit:
+        nearest = nearest_ratio(ratio, caps.ratios)  # a 21:9 ask gets 16:9, not the model's square default
+        ignored["aspect_ratio"] = (f"aspect ratio {ratio} is not supported by {model}; used {nearest}, "
+                                   "the nearest it makes")
+        ratio = nearest
     if ratio is not None and caps.ratios is not None and ratio not in caps.ratios:
         if wanted.ratio_explicit:
             ignored["aspect_ratio"] = (f"aspect ratio {ratio} is not supported by {model}; "

@@ -56,12 +56,15 @@ MINIMAX_LIKE = Capabilities(ratios=frozenset({"1:1", "16:9"}), sizes=frozenset()
 def test_explicit_unsupported_settings_are_reported() -> None:
     plan = plan_for("minimax", "image-01", MINIMAX_LIKE,
                     Wanted("5:4", "4K", 2, 0, ratio_explicit=True, size_explicit=True))
-    assert plan.aspect_ratio is None and plan.size is None
+    assert plan.aspect_ratio == "1:1" and plan.size is None
     assert plan.report.ignored == {
-        "aspect_ratio": "aspect ratio 5:4 is not supported by image-01; used 1:1",
+        "aspect_ratio": "aspect ratio 5:4 is not supported by image-01; used 1:1, the nearest it makes",
         "size": "size 4K is not supported by image-01; used the model's default",
     }
-    assert plan.report.applied == {"count": 2}
+    assert plan.report.applied == {"count": 2, "aspect_ratio": "1:1"}
+    wide = plan_for("minimax", "image-01", MINIMAX_LIKE, Wanted("21:9", None, 1, 0, ratio_explicit=True))
+    assert wide.aspect_ratio == "16:9"  # the nearest shape, not the square default
+    assert wide.report.ignored["aspect_ratio"].endswith("used 16:9, the nearest it makes")
 
 
 def test_defaults_a_model_cannot_use_are_dropped_quietly() -> None:
