@@ -80,6 +80,13 @@ def _access(config: AppConfig) -> dict[str, str]:
     return access
 
 
+def _cut(listing: str, width: int) -> str:
+    """A comma-separated list cut to ``width`` at a comma, with "…" when something was left out."""
+    if len(listing) <= width:
+        return listing
+    return listing[: width - 1].rsplit(",", 1)[0] + "…"
+
+
 def render(report: dict[str, Any]) -> str:
     default = report["default"]
     lines = [
@@ -100,8 +107,9 @@ def render(report: dict[str, Any]) -> str:
         mark = "*" if p["in_use"] else " "
         ratios = caps["ratios"] if isinstance(caps["ratios"], str) else ",".join(caps["ratios"]) or "ignored"
         sizes = caps["sizes"] if isinstance(caps["sizes"], str) else ",".join(caps["sizes"]) or "ignored"
+        edits = "yes" if caps["edits"] else "no"
         lines.append(f"{mark}{p['name']:<10} {status:<14} {p['model'][:28]:<28} "
-                     f"{'yes' if caps['edits'] else 'no':<6} {caps['max_references']:<5} {ratios[:22]:<22} {sizes}")
+                     f"{edits:<6} {caps['max_references']:<5} {_cut(ratios, 22):<22} {sizes}")
         if "ping" in p:
             lines.append(f"  ping: {p['ping']}")
     lines += ["", "* = in use (default or fallback)"]

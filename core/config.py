@@ -224,7 +224,8 @@ class TelegramConfig(_BotConfig):
     webhook_url: str | None = None
     webhook_secret: str | None = Field(default=None, repr=False)
     listen_host: str = "127.0.0.1"
-    listen_port: int = 8081
+    #: Not 8081: that is a self-hosted Bot API server's default port, often on the same machine.
+    listen_port: int = 8088
     group_policy: Literal["mention", "open"] = "mention"
     delivery: Literal["photo", "document", "both"] = "photo"
 

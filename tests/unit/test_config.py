@@ -172,3 +172,9 @@ def test_the_config_nanobot_itself_writes_loads(tmp_path: Path) -> None:
     assert (config.image.provider, config.image.model) == ("custom", "flux-dev")
     assert config.provider("custom").api_base == "https://images.example/v1"
     assert config.image.default_image_size == raw["tools"]["imageGeneration"]["defaultImageSize"]
+
+
+def test_default_ports_do_not_collide_with_nanobots_api_or_a_local_bot_api_server(tmp_path: Path) -> None:
+    """nanobot's own API listens on 8900 and a self-hosted Telegram Bot API server on 8081."""
+    config = load_config(write(tmp_path, {}), env_file=None)
+    assert config.bots.api.port == 8790 and config.bots.telegram.listen_port == 8088
