@@ -23,8 +23,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Two workers: this machine and CI have 2 CPUs, and the suite waits on loopback servers and subprocesses.
 test: install lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 bench: install
 	$(BIN)/python bench/run.py
