@@ -23,6 +23,8 @@ async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = Fal
         missing = adapter.missing()
         row: dict[str, Any] = {
             "name": name, "model": model, "in_use": name in in_use, "configured": not missing,
+            # Needs nothing (ollama's local default) is not the same as set up by the operator.
+            "set_up": not missing and (name in config.providers or name in in_use),
             "missing": missing, "capabilities": adapter.capabilities(model).to_dict(),
         }
         if ping and not missing and name in in_use:
@@ -103,7 +105,8 @@ def render(report: dict[str, Any]) -> str:
     ]
     for p in report["providers"]:
         caps = p["capabilities"]
-        status = "ready" if p["configured"] else "needs " + ",".join(m.rsplit(".", 1)[-1] for m in p["missing"])
+        status = ("ready" if p["set_up"] else "not set up") if p["configured"] else (
+            "needs " + ",".join(m.rsplit(".", 1)[-1] for m in p["missing"]))
         mark = "*" if p["in_use"] else " "
         ratios = caps["ratios"] if isinstance(caps["ratios"], str) else ",".join(caps["ratios"]) or "ignored"
         sizes = caps["sizes"] if isinstance(caps["sizes"], str) else ",".join(caps["sizes"]) or "ignored"

@@ -294,8 +294,9 @@ async def _models(request: web.Request) -> web.Response:
     image = service.config.image
     pairs = [(name, model or service.providers[name].default_model)
              for name, model in image.chain() if name in service.providers]
+    # Providers the operator set up: a keyless one (ollama) is not "available" just because it needs no key.
     pairs += [(name, adapter.default_model) for name, adapter in sorted(service.providers.items())
-              if not adapter.missing()]
+              if name in service.config.providers and not adapter.missing()]
     seen: set[str] = set()
     data: list[dict[str, Any]] = []
     for provider, model in pairs:

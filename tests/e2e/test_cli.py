@@ -339,6 +339,7 @@ async def test_doctor_lists_every_provider_without_calling_any_and_ping_calls_on
     assert set(lines) == set(PROVIDER_NAMES)
     assert lines["custom"].startswith("*custom") and "ready" in lines["custom"] and MODEL in lines["custom"]
     assert "needs apiKey" in lines["gemini"] and "gemini-2.5-flash-image" in lines["gemini"]
+    assert "not set up" in lines["ollama"] and not rows["ollama"]["set_up"]  # keyless, but nobody set it up
     assert "edits" in text.out and "ratios" in text.out and "sizes" in text.out
 
     assert broken.code == 1, broken
