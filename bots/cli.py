@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
 
     doctor = command("doctor", "validate the config and list providers, models and capabilities")
-    doctor.add_argument("--ping", action="store_true", help="also send one request to each configured provider")
+    doctor.add_argument("--ping", action="store_true",
+                        help="also generate one small image with each provider in use (billed by the provider)")
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
 
     prune = command("prune", "delete stored images older than N days (default storage.retentionDays)")

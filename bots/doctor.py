@@ -29,7 +29,9 @@ async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = Fal
         }
         if ping and not missing and name in in_use:
             try:
-                await adapter.generate(ProviderRequest(prompt="a small red square", model=model))
+                caps = adapter.capabilities(model)
+                await adapter.generate(ProviderRequest(prompt="a small red square", model=model,
+                                                       size=_smallest(caps.sizes)))
                 row["ping"] = "ok"
             except PixbotError as exc:
                 row["ping"] = f"{exc.category}: {exc}"
@@ -53,6 +55,13 @@ async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = Fal
         "access": _access(config),
         "providers": providers,
     }
+
+
+def _smallest(sizes: frozenset[str] | None) -> str | None:
+    """The cheapest size a model lists (a ping is billed like any image), or None for its default."""
+    pixels = {s: int(w) * int(h) for s in sizes or () if (w := s.partition("x")[0]).isdigit()
+              and (h := s.partition("x")[2]).isdigit()}
+    return min(pixels, key=pixels.__getitem__) if pixels else None
 
 
 def _who(allow_from: list[str]) -> str:
@@ -115,6 +124,8 @@ def render(report: dict[str, Any]) -> str:
                      f"{edits:<6} {caps['max_references']:<5} {_cut(ratios, 22):<22} {sizes}")
         if "ping" in p:
             lines.append(f"  ping: {p['ping']}")
+    if any("ping" in p for p in report["providers"]):
+        lines += ["", "--ping made one small image per provider in use; providers bill it like any other."]
     lines += ["", "* = in use (default or fallback)"]
     lines += [f"problem: {problem}" for problem in report["problems"]]
     return "\n".join(lines)

@@ -357,6 +357,7 @@ async def test_doctor_lists_every_provider_without_calling_any_and_ping_calls_on
     refused = await cli.run("doctor", "--ping", config=config)
     assert refused.code == 1, refused
     assert "problem: the default provider custom failed the ping: auth:" in refused.out
+    assert "--ping made one small image per provider in use; providers bill it" in refused.out
 
 
 async def test_run_with_no_front_end_enabled_says_what_to_configure(cli: Cli) -> None:
