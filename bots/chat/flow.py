@@ -47,7 +47,8 @@ def _again(past: PastRequest, ratio: str | None) -> Ask:
     return Ask(prompt=past.prompt, mode=mode if references else "generate", references=references,
                target=target if isinstance(target, str) and references else None,
                aspect_ratio=ratio or (summary.aspect_ratio if summary else None),
-               size=summary.size if summary else None, count=summary.count if summary else None)
+               size=summary.size if summary else None, count=summary.count if summary else None,
+               note=f"📐 {ratio}" if ratio else "🔁 Again")
 
 
 class ChatFlow:
@@ -89,6 +90,8 @@ class ChatFlow:
         origin = dict(surface.origin)
         if ask.target:
             origin["target"] = ask.target
+        if ask.note:
+            origin["note"] = ask.note
         return ImageRequest(ask.prompt, chat, references, aspect_ratio=ask.aspect_ratio, size=ask.size,
                             count=ask.count, mode=ask.mode, origin=origin)
 
@@ -141,8 +144,10 @@ class ChatFlow:
         if not result.artifacts:
             await surface.tell(wording.failure_text(result, restarting=self.inflight.cutting))
             return
+        note = result.request.origin.get("note")
         text = ResultText(result.request.prompt, edited=wording.edited_label(result),
-                          ignored=result.report.summary(), failed=wording.failed_line(result))
+                          ignored=result.report.summary(), failed=wording.failed_line(result),
+                          note=note if isinstance(note, str) else None)
         sent = await surface.send_images(result.artifacts, text)
         await self._settle(surface, result.job_id, result.artifacts, sent)
 

@@ -29,6 +29,8 @@ class Ask:
     aspect_ratio: str | None = None
     size: str | None = None
     count: int | None = None
+    #: What kind of answer this is, shown with the result ("🔁 Again", "📐 16:9").
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +46,14 @@ class ResultText:
     failed: str | None = None
     #: Delivered by a later run of the bot than the one that was asked.
     late: bool = False
+    #: What kind of answer this is ("🔁 Again", "📐 16:9"), first of the extra lines.
+    note: str | None = None
 
     def lines(self, *, with_ignored: bool = True, notes: Sequence[str] = ()) -> list[str]:
         """Everything but the prompt, one line each, in the order people should read them. A platform
         that shows ignored settings elsewhere leaves them out; ``notes`` are its own (e.g. "re-encoded
         to fit the upload limit")."""
-        extras: list[str] = []
+        extras: list[str] = [self.note] if self.note else []
         if self.edited:
             extras.append(f"✏️ Edited {self.edited}")
         if self.ignored and with_ignored:

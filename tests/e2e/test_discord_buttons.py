@@ -62,7 +62,7 @@ async def test_again_on_an_edit_repeats_the_edit_of_the_same_source(
     assert first_edit.files[0].data == second_edit.files[0].data
     stored = await service.store.get(source)
     assert stored is not None and second_edit.files[0].data == await service.store.read(stored)
-    assert again["content"] == f"✏️ Edited the same image as before ({source})"
+    assert again["content"] == f"🔁 Again\n✏️ Edited the same image as before ({source})"
 
 
 async def test_buttons_on_unknown_artifacts_answer_plainly(
@@ -99,4 +99,4 @@ async def test_again_on_an_image_made_from_an_upload_redoes_that_edit(
     again = await result_of(fake, await fake.click_button(fake.bob, edited, f"pixbot:again:{made}"))
     first, second = provider.requests_of("/images/edits")
     assert first.files[0].data == second.files[0].data == upload
-    assert len(again["attachments"]) == 1 and again["content"] == "✏️ Edited cat.png"
+    assert len(again["attachments"]) == 1 and again["content"] == "🔁 Again\n✏️ Edited cat.png"

@@ -110,6 +110,7 @@ async def test_again_and_ratio_buttons_make_new_images_from_stored_state(tg: Tel
     assert sizes == ["1536x1024", "1536x1024", "1024x1536"] and prompts == {"a red kite"}
     assert again.params["reply_parameters"]["message_id"] == made.result["message_id"]
     assert artifact_of(again) != kite and artifact_of(tall) not in (kite, artifact_of(again))
+    assert (again.params["caption"], tall.params["caption"]) == ("a red kite\n🔁 Again", "a red kite\n📐 9:16")
     answers = [c.params.get("text") for c in tg.server.calls_of("answerCallbackQuery")]
     assert answers == ["🔁 Again…", "📐 9:16…"]
 
@@ -139,7 +140,8 @@ async def test_again_on_an_edit_of_the_last_image_redoes_that_image_and_says_so(
 
     first, second = tg.provider.requests_of("/images/edits")
     assert first.files[0].data == second.files[0].data  # the village both times
-    assert again.params["caption"] == f"make it night\n✏️ Edited the same image as before ({artifact_of(village)})"
+    assert again.params["caption"] == (f"make it night\n🔁 Again\n✏️ Edited the same image as before "
+                                       f"({artifact_of(village)})")
 
 
 async def test_original_button_sends_the_untouched_file(tg: TelegramHarness) -> None:
@@ -199,7 +201,7 @@ async def test_a_job_a_crash_cut_short_is_answered_after_the_restart(tg: Telegra
     await tg.server.push_callback(told.result, button)  # 🔁 Again: the same request, once more
     (album,) = await tg.server.wait_for("sendMediaGroup")
     await tg.stop()
-    assert album.params["media"][0]["caption"] == "a red fox"
+    assert album.params["media"][0]["caption"] == "a red fox\n🔁 Again"
     assert len(tg.provider.requests_of("/images/generations")) == 2
 
 
