@@ -52,11 +52,22 @@ def api_requests(fake: FakeProvider) -> list[str]:
     return [f"{r.method} {r.path}" for r in fake.requests if "/files/" not in r.path]
 
 
+#: Sockets behind ``closed_port``: bound, never listening, closed when the test session ends.
+_RESERVED: list[socket.socket] = []
+
+
+def pytest_sessionfinish() -> None:
+    while _RESERVED:
+        _RESERVED.pop().close()
+
+
 def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port nothing listens on. It stays bound (without ``listen``) for the rest of the run, so
+    a connection is refused at once and no server of another test or xdist worker can be given the port."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    _RESERVED.append(sock)
+    port: int = sock.getsockname()[1]
     return port
 
 
