@@ -52,7 +52,7 @@ def _again(past: PastRequest, ratio: str | None) -> Ask:
 
 
 class ChatFlow:
-    """Shared by every chat front-end of one process (one service, one shutdown)."""
+    """One per chat front-end (each has its own shutdown), all over the one service of the process."""
 
     def __init__(self, service: ImageService) -> None:
         self.service = service
