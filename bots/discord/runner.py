@@ -9,7 +9,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, TypeVar
 
 import aiohttp
 import discord
@@ -39,6 +39,7 @@ _LIBRARY_GATEWAY: yarl.URL = DiscordWebSocket.DEFAULT_GATEWAY
 _VERSIONED = re.compile(r"/api/v\d+$")
 
 Pending = list[tuple[JobRecord, list[Artifact]]]
+T = TypeVar("T")
 _Outcome = Literal["stopped", "closed", "intents"]
 
 
@@ -69,13 +70,14 @@ async def run_discord(config: AppConfig, service: ImageService, stop: asyncio.Ev
     configure_endpoints(settings)
     _quiet_voice()
     pending: Pending = await service.pending_deliveries(PLATFORM)  # before any new job can join the list
+    interrupted = service.take_interrupted(PLATFORM)
     flow = ChatFlow(service)
     ctx = Context(config, service, flow, Gate(settings, flow.inflight), on_click=handle_click)
     message_content, sync = True, True
     while True:
         bot = PixbotBot(ctx, message_content=message_content, sync=sync)
         ctx.message_content = message_content
-        outcome = await _run_bot(bot, settings.token, ctx, stop, pending)
+        outcome = await _run_bot(bot, settings.token, ctx, stop, pending, interrupted)
         if outcome != "intents":
             return
         log.warning("Discord refused the Message Content intent (enable it under Bot → Privileged Gateway "
@@ -84,7 +86,8 @@ async def run_discord(config: AppConfig, service: ImageService, stop: asyncio.Ev
         message_content, sync = False, False
 
 
-async def _run_bot(bot: PixbotBot, token: str, ctx: Context, stop: asyncio.Event, pending: Pending) -> _Outcome:
+async def _run_bot(bot: PixbotBot, token: str, ctx: Context, stop: asyncio.Event, pending: Pending,
+                   interrupted: list[JobRecord]) -> _Outcome:
     try:
         await bot.login(token)
     except discord.LoginFailure as exc:
@@ -100,7 +103,7 @@ async def _run_bot(bot: PixbotBot, token: str, ctx: Context, stop: asyncio.Event
         raise
     gateway = asyncio.create_task(bot.connect(reconnect=True), name="discord-gateway")
     stopping = asyncio.create_task(stop.wait(), name="discord-stop")
-    catching_up = asyncio.create_task(_deliver_pending(bot, ctx, pending), name="discord-pending")
+    catching_up = asyncio.create_task(_deliver_pending(bot, ctx, pending, interrupted), name="discord-pending")
     ctx.flow.inflight.add(catching_up, None)  # the shutdown lets a delivery in progress finish
     try:
         await asyncio.wait({gateway, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -130,8 +133,13 @@ async def _shut_down(bot: PixbotBot, ctx: Context) -> None:
     await bot.close()
 
 
-async def _deliver_pending(bot: discord.Client, ctx: Context, pending: Pending) -> None:
-    """Once connected, post the results a previous run stored but never delivered (oldest first)."""
+async def _deliver_pending(bot: discord.Client, ctx: Context, pending: Pending,
+                           interrupted: list[JobRecord]) -> None:
+    """Once connected, post the results a previous run stored but never delivered (oldest first), and
+    tell the chats of jobs a crash cut short. Nothing to do: no wait for ready (which a shutdown would
+    otherwise wait out)."""
+    if not pending and not interrupted:
+        return
     await bot.wait_until_ready()
     log.info("delivering %d Discord jobs left from the last run", len(pending))
 
@@ -139,11 +147,12 @@ async def _deliver_pending(bot: discord.Client, ctx: Context, pending: Pending) 
         return await channel_surface(bot, ctx.service, ChatRef.from_keys(record.chat_key, record.user_key),
                                      record.origin)
 
-    await ctx.flow.deliver_pending(_consume(pending), surface_for)
-    await ctx.flow.notify_interrupted(ctx.service.take_interrupted(PLATFORM), surface_for)
+    stored: Iterator[tuple[JobRecord, list[Artifact]]] = _consume(pending)
+    await ctx.flow.deliver_pending(stored, surface_for)
+    await ctx.flow.notify_interrupted(_consume(interrupted), surface_for)
 
 
-def _consume(pending: Pending) -> Iterator[tuple[JobRecord, list[Artifact]]]:
-    """Each job leaves the list as it is taken, so a reconnect (intents fallback) never posts it twice."""
-    while pending:
-        yield pending.pop(0)
+def _consume(items: list[T]) -> Iterator[T]:
+    """Each job leaves the list as it is taken, so a reconnect (intents fallback) never handles it twice."""
+    while items:
+        yield items.pop(0)
