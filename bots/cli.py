@@ -207,13 +207,14 @@ async def _history(config: AppConfig, args: argparse.Namespace) -> int:
     if args.json:
         rows: list[dict[str, Any]] = [
             {"id": e.artifact_id, "prompt": e.prompt, "created_at": e.created_at, "job_id": e.job_id,
-             "path": e.path} for e in entries]
+             "path": e.path, "chat": e.chat_key} for e in entries]
         print(json.dumps({"history": rows}, ensure_ascii=False))
     elif not entries:
         print("no images yet" + (f" in {args.chat}" if args.chat else ""))
     else:
-        for e in entries:
-            print(f"{e.artifact_id}  {e.created_at[:19]}  {e.prompt[:60]!r}  {e.path}")
+        for e in entries:  # across chats (no --chat), each row says whose image it is
+            chat = "" if args.chat else f"{e.chat_key}  "
+            print(f"{e.artifact_id}  {chat}{e.created_at[:19]}  {e.prompt[:60]!r}  {e.path}")
     return 0
 
 

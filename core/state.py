@@ -140,7 +140,7 @@ class ChatState:
         """Recorded images, newest (last recorded) first; ``chat_key=None`` lists every chat."""
         if limit <= 0:
             return []
-        columns = "artifact_id, prompt, created_at, job_id, path"
+        columns = "artifact_id, prompt, created_at, job_id, path, chat_key"
 
         def tx(conn: sqlite3.Connection) -> list[HistoryEntry]:
             if chat_key is None:

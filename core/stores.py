@@ -53,6 +53,8 @@ class HistoryEntry:
     created_at: str
     job_id: str | None
     path: str
+    #: The chat the image belongs to (a listing across chats says whose each one is).
+    chat_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

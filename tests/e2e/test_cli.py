@@ -234,12 +234,15 @@ async def test_edit_last_ref_by_id_and_by_path_then_history_newest_first(
     assert [u.data for u in last_then_cat] == [Path(hat["path"]).read_bytes(), outside.read_bytes()]
     both_id = both.json()["artifacts"][0]["id"]
 
-    everything, fox_chat = await asyncio.gather(
+    everything, fox_chat, listed = await asyncio.gather(
         cli.run("history", "--json", config=config),
         cli.run("history", "--chat", "cli:fox", "--json", config=config),
+        cli.run("history", config=config),
     )
-    assert everything.code == fox_chat.code == 0, (everything, fox_chat)
+    assert everything.code == fox_chat.code == listed.code == 0, (everything, fox_chat, listed)
     assert [e["id"] for e in everything.json()["history"]] == [both_id, line_id, hat["id"], blue["id"], fox["id"]]
+    assert {e["chat"] for e in everything.json()["history"]} > {"cli:fox"}  # several chats: each row says whose
+    assert listed.out.splitlines()[0].startswith(f"{both_id}  cli:fox  ")
     rows = fox_chat.json()["history"]
     assert [e["id"] for e in rows] == [both_id, hat["id"], blue["id"], fox["id"]]
     assert rows[-1]["prompt"] == "a red fox" and rows[-1]["path"] == fox["path"]

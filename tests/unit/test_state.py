@@ -202,7 +202,7 @@ class TestArtifactsAndMessages:
 
         tg = await state.history("telegram:1")
         assert [e.artifact_id for e in tg] == ["a3", "a2", "a1"]
-        assert tg[0] == HistoryEntry("a3", "three", artifact("a3").created_at, "job_1", "/media/a3.png")
+        assert tg[0] == HistoryEntry("a3", "three", artifact("a3").created_at, "job_1", "/media/a3.png", "telegram:1")
         assert tg[2].prompt == "one"
         assert [e.artifact_id for e in await state.history("telegram:1", limit=2)] == ["a3", "a2"]
         assert [e.artifact_id for e in await state.history(None)] == ["a3", "b1", "a2", "a1"]
