@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from core.config import MAX_IMAGES_PER_REQUEST, PROVIDER_NAMES, ImageGenerationConfig
+from core.config import PROVIDER_NAMES, ImageGenerationConfig
 from core.errors import PixbotError
 from core.models import SlotError
 from core.references import MAX_REFERENCES
@@ -92,7 +92,9 @@ class ImageOptions(BaseModel):
 
     prompt: str = Field(min_length=1)
     model: str | None = None
-    n: int | None = Field(default=None, ge=1, le=MAX_IMAGES_PER_REQUEST)
+    #: The upper bound is the configured ``maxImagesPerTurn``, checked with the rest of the request so
+    #: that ``n: 9`` and ``n: 5`` (over a maximum of 4) get the same answer.
+    n: int | None = Field(default=None, ge=1)
     size: str | None = Field(default=None, max_length=32)
     aspect_ratio: str | None = Field(default=None, max_length=16)
     response_format: Literal["b64_json", "url"] | None = None

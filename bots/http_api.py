@@ -237,6 +237,9 @@ async def _answer(request: web.Request, options: ImageOptions,
                   references: tuple[Reference, ...]) -> web.Response:
     service = request.app[SERVICE]
     provider, model = split_model(options.model, service.config.image, service.providers)
+    if options.n is not None and options.n > service.max_images:
+        raise ApiError(400, f"n: You can ask for 1 to {service.max_images} images at a time (you asked for "
+                            f"{options.n}).", code="invalid_value", param="n")
     image_request = ImageRequest(
         prompt=options.prompt, chat=_chat(request, options.chat_user), references=references,
         aspect_ratio=options.aspect_ratio, size=options.size, count=options.n or 1, provider=provider,

@@ -204,6 +204,11 @@ async def test_n_above_the_configured_maximum_is_400_through_the_sdk(serve_api: 
     async with serve_api() as api:
         with pytest.raises(openai.BadRequestError) as caught:
             await api.client().images.generate(prompt="a fox", n=5)
+        with pytest.raises(openai.BadRequestError) as far_over:
+            await api.client().images.generate(prompt="a fox", n=9)  # over pixbot's own 8 too: the same answer
+        for error in (caught.value, far_over.value):
+            assert (error.code, error.param) == ("invalid_value", "n")
+        assert far_over.value.message.endswith("n: You can ask for 1 to 4 images at a time (you asked for 9).")
         with pytest.raises(openai.BadRequestError) as not_json:
             await api.client().post("/images/generations", cast_to=object, content=b"{not json",
                                     options={"headers": {"Content-Type": "application/json"}})
