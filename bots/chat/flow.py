@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from bots.chat import wording
 from bots.chat.inflight import Inflight
 from bots.chat.surface import Ask, ChatSurface, ResultText, Sent
-from core.capabilities import validate_count, validate_ratio
+from core.capabilities import nearest_ratio, validate_count, validate_ratio
 from core.errors import InvalidRequest, PixbotError
 from core.models import Artifact, ChatRef, ImageRequest, JobResult, Reference
 from core.service import ImageService, PastRequest
@@ -245,6 +245,18 @@ class ChatFlow:
                                      default_ratio=service.config.image.default_aspect_ratio,
                                      model=f"{service.default_provider} / {service.default_model}",
                                      delivery_default=delivery_default)
+
+    def ratio_note(self, ratio: str | None) -> str | None:
+        """When the default model cannot make ``ratio``: say which ratio images will use instead."""
+        service = self.service
+        adapter = service.providers.get(service.default_provider)
+        if ratio is None or adapter is None:
+            return None
+        ratios = adapter.capabilities(service.default_model).ratios
+        if not ratios or ratio in ratios:
+            return None
+        nearest = nearest_ratio(ratio, ratios)
+        return f"Note: {service.default_model} cannot make {ratio}; images will be {nearest}, the nearest it makes."
 
     async def change_setting(self, chat_key: str, name: str, value: str = "") -> ChatSettings:
         """``ar 16:9``, ``n 2``, ``style document``, any of them with ``reset``; or ``reset`` for all."""

@@ -84,7 +84,8 @@ class ImageCommands(commands.Cog):
         except PixbotError as exc:
             await surface.tell(exc.public_message)
             return
-        await surface.tell(await flow.settings_text(chat_key))
+        note = flow.ratio_note(aspect_ratio)
+        await surface.tell(await flow.settings_text(chat_key) + (f"\n{note}" if note else ""))
 
     @app_commands.command()
     async def last(self, interaction: discord.Interaction) -> None:

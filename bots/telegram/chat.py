@@ -70,7 +70,9 @@ async def ratio_command(message: Message, command: CommandObject, service: Image
                             reply_markup=ratio_keyboard())
         return
     settings = await tg.flow.change_setting(_key(message), "ar", arg)
-    await message.reply(f"This chat's aspect ratio is now {settings.aspect_ratio or 'the default'}.")
+    note = tg.flow.ratio_note(settings.aspect_ratio)
+    await message.reply(f"This chat's aspect ratio is now {settings.aspect_ratio or 'the default'}."
+                        + (f"\n{note}" if note else ""))
 
 
 async def _describe(tg: TelegramContext, chat_key: str) -> str:

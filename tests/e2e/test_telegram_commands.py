@@ -199,3 +199,18 @@ async def test_cancel_in_a_group_stops_only_your_own_jobs(tg: TelegramHarness) -
     (photo,) = await tg.server.wait_for("sendPhoto")  # alice's job went on
     await tg.stop()
     assert photo.params["chat_id"] == GROUP.id and photo.params["caption"] == "a slow painting"
+
+
+async def test_a_ratio_the_model_cannot_make_is_flagged_when_set_and_the_nearest_is_used(tg: TelegramHarness) -> None:
+    """Every image used to say "21:9 not supported; used 1:1" after /ratio 21:9: a square for a wide ask."""
+    await tg.start()
+    await tg.server.push_text("/ratio 21:9")
+    (answer,) = await tg.server.wait_for("sendMessage")
+    assert answer.params["text"] == ("This chat's aspect ratio is now 21:9.\n"
+                                     "Note: flux-dev cannot make 21:9; images will be 16:9, the nearest it makes.")
+    await tg.server.push_text("/imagine a long beach")
+    (photo,) = await tg.server.wait_for("sendPhoto")
+    await tg.stop()
+    assert [r.json["size"] for r in tg.provider.requests_of("/images/generations")] == ["1536x1024"]
+    assert photo.params["caption"] == ("a long beach\nℹ️ aspect ratio 21:9 is not supported by flux-dev; "
+                                       "used 16:9, the nearest it makes")
