@@ -130,8 +130,29 @@ def error_for_response(provider: str, response: httpx.Response, secrets: Iterabl
     if status == 413:
         return InvalidRequest("The request was too large for the image service (try fewer or smaller "
                               "reference images).", detail=detail, provider=provider)
+    option = _named_option(f"{text or ''}\n{raw}")
+    if option is not None:
+        return InvalidRequest(f"The image service rejected the {option}. Try another {option}, or leave it "
+                              "out.", detail=detail, provider=provider)
     return InvalidRequest("The image service rejected the request. Try a different prompt or options.",
                           detail=detail, provider=provider)
+
+
+#: "Invalid value for size: 4K", "invalid 'aspect_ratio'", "size must be one of …": the option a 400 names.
+_OPTION_NAMED = re.compile(r"(?i)\b(?:invalid\s+(?:value\s+for\s+)?['\"`]?|unsupported\s+['\"`]?)"
+                           r"(size|aspect[_ ]ratio|image[_ ]size|resolution|quality|n)\b"
+                           r"|\b(size|aspect[_ ]ratio|image[_ ]size|resolution)['\"`]?\s+(?:must|is not|should)\b")
+_OPTION_WORDS = {"size": "size", "image_size": "size", "image size": "size", "resolution": "size",
+                 "aspect_ratio": "aspect ratio", "aspect ratio": "aspect ratio", "quality": "quality",
+                 "n": "number of images"}
+
+
+def _named_option(text: str) -> str | None:
+    """The request option a provider's 400 names (in words for the chat), if it names one."""
+    match = _OPTION_NAMED.search(text)
+    if match is None:
+        return None
+    return _OPTION_WORDS.get((match[1] or match[2]).lower())
 
 
 def http_error_detail(response: httpx.Response) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from core.errors import BadImage, ProviderUnavailable
+from core.errors import BadImage, InvalidRequest, ProviderUnavailable
 from providers.base import GPT_IMAGE_SIZES
 from providers.custom import CustomProvider, custom_size
 from tests.contract.shared import SECRET, ProviderSpec, b64, json_body, multipart_parts
@@ -209,3 +209,19 @@ async def test_no_images_is_provider_unavailable(custom, provider_request, respx
     with pytest.raises(ProviderUnavailable) as caught:
         await custom.generate(provider_request())
     assert "custom returned no images" in (caught.value.detail or "")
+
+
+@pytest.mark.parametrize(("message", "option"), [
+    ("Invalid value for size: 4K", "size"),
+    ("invalid 'aspect_ratio': 5:1", "aspect ratio"),
+    ("something about the prompt", None),
+])
+async def test_a_400_that_names_an_option_says_which(custom, provider_request, respx_mock, message, option):
+    """It used to be "rejected the request. Try a different prompt or options." whatever the provider said."""
+    respx_mock.post(GENERATIONS).respond(400, json={"error": {"message": message, "type": "invalid_request_error"}})
+    with pytest.raises(InvalidRequest) as caught:
+        await custom.generate(provider_request())
+    if option is None:
+        assert str(caught.value) == "The image service rejected the request. Try a different prompt or options."
+    else:
+        assert str(caught.value) == f"The image service rejected the {option}. Try another {option}, or leave it out."
