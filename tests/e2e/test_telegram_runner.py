@@ -174,7 +174,9 @@ async def test_buttons_for_unknown_images_and_old_versions_answer_plainly(tg: Te
     assert texts == ["That image is no longer stored, so it cannot be made again."]
     alerts = [c.params.get("text") for c in tg.server.calls_of("answerCallbackQuery")]
     assert "This button no longer works. Use /help." in alerts
-
+    await tg.stop()
+    answered = tg.server.calls_of("answerCallbackQuery")  # each click answered once: a second answer is a 400
+    assert len(answered) == 2 and all(c.ok for c in answered)
 
 
 async def test_a_job_a_crash_cut_short_is_answered_after_the_restart(tg: TelegramHarness) -> None:
