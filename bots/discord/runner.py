@@ -145,7 +145,7 @@ async def _deliver_pending(bot: discord.Client, ctx: Context, pending: Pending,
 
     async def surface_for(record: JobRecord) -> ChannelSurface | None:
         return await channel_surface(bot, ctx.service, ChatRef.from_keys(record.chat_key, record.user_key),
-                                     record.origin)
+                                     record.origin, about=record.prompt)
 
     stored: Iterator[tuple[JobRecord, list[Artifact]]] = _consume(pending)
     await ctx.flow.deliver_pending(stored, surface_for)

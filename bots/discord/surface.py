@@ -264,11 +264,14 @@ class ChannelSurface(DiscordSurface):
     while that interaction's token lives."""
 
     def __init__(self, service: ImageService, channel: discord.abc.Messageable, chat: ChatRef,
-                 origin: dict[str, Any], filesize_limit: int, client: discord.Client | None = None) -> None:
+                 origin: dict[str, Any], filesize_limit: int, client: discord.Client | None = None,
+                 about: str | None = None) -> None:
         super().__init__(service, chat, origin)
         self.channel = channel
         self._limit = filesize_limit
         self._client = client
+        #: The prompt this answers: a plain text in a busy channel says which request it is about.
+        self._about = about
 
     def _original(self) -> discord.Webhook | None:
         """The recorded interaction's webhook, while its token is valid (15 minutes, less a margin)."""
@@ -308,8 +311,9 @@ class ChannelSurface(DiscordSurface):
         return self._limit
 
     async def tell(self, text: str) -> None:
+        about = f"“{_clip(self._about, 100)}”: " if self._about else ""
         try:
-            await self._post(Outgoing(_clip(text)))
+            await self._post(Outgoing(_clip(about + text)))
         except discord.HTTPException as exc:
             log.warning("could not post to channel: %s", exc)
 
@@ -345,7 +349,7 @@ def _clip(text: str, limit: int = 2000) -> str:
 
 
 async def channel_surface(client: discord.Client, service: ImageService, chat: ChatRef,
-                          origin: dict[str, Any]) -> ChannelSurface | None:
+                          origin: dict[str, Any], about: str | None = None) -> ChannelSurface | None:
     """The channel a recorded job asked in, or None when the bot cannot reach it any more."""
     channel_id = int(origin.get("channel_id") or chat.chat_id)
     try:
@@ -357,5 +361,5 @@ async def channel_surface(client: discord.Client, service: ImageService, chat: C
         return None
     guild = getattr(channel, "guild", None)
     limit = guild.filesize_limit if isinstance(guild, discord.Guild) else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
-    return ChannelSurface(service, channel, chat, origin, limit, client)
+    return ChannelSurface(service, channel, chat, origin, limit, client, about)
 

@@ -222,3 +222,18 @@ async def test_a_job_killed_mid_run_is_answered_in_its_thinking_response_after_t
     assert button.startswith("pixbot:rerun:job_")
     again = await result_of(fake, await fake.click_button(fake.alice, answer, button))
     assert len(again["attachments"]) == 1 and again["embeds"][0]["description"] == "a slow fox"
+
+
+async def test_a_failure_posted_in_the_channel_says_which_request_it_is_about(
+    harness: DiscordHarness, fake: FakeDiscord, provider: FakeProvider
+) -> None:
+    service = await harness.start()
+    chat = ChatRef("discord", fake.channel_id, fake.alice.id)
+    await service.submit(ImageRequest("a harvest moon", chat, origin={"channel_id": fake.channel_id,
+                                                                    "user_id": fake.alice.id}))  # never sent
+    fake.fail_next("POST", r"/channels/\d+/messages$", 403, {"message": "Missing Permissions", "code": 50013})
+    await harness.restart()  # the files are refused (say, attachments not allowed); a plain text still goes
+    posted = await fake.wait_for(lambda: [m for m in bot_messages(fake) if "harvest" in (m["content"] or "")],
+                                 timeout=15)
+    assert posted[0]["content"].startswith(f"{fake.alice.mention} “a harvest moon”: The image was made, but "
+                                           "sending the image to this chat failed")
