@@ -1,6 +1,7 @@
 """ImageService: the one entry point every front-end calls. Validates, plans onto provider
-capabilities, runs the slots concurrently with retries and fallbacks, stores every image that
-arrives, and records the job. Pre-flight refusals raise; everything after is a JobResult.
+capabilities, enforces the limits, records the job, has it run (``core/slots.py``: the slots
+concurrently, with retries and fallbacks, every image stored as it arrives) and settles it.
+Pre-flight refusals raise; everything after is a JobResult.
 
 Front-ends use only the service's own methods: the stores behind it (``StateStore``, ``JobStore``,
 the ``ArtifactStore``) are its business, so another storage engine changes nothing in ``bots/``."""
@@ -11,10 +12,9 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import PurePath
 
 from core.artifacts import ArtifactStore, is_artifact_id
 from core.capabilities import (
@@ -29,21 +29,21 @@ from core.capabilities import (
 )
 from core.config import AppConfig
 from core.errors import (
-    Cancelled,
     ConfigError,
     InvalidRequest,
     NothingToEdit,
     PixbotError,
-    ProviderTimeout,
     QuotaExceeded,
     RateLimited,
     Unsupported,
 )
-from core.models import Artifact, ImageRequest, JobResult, Reference, RequestSummary, SlotError
-from core.net import RetryPolicy, with_retries
+from core.models import Artifact, ImageRequest, JobResult, Reference, RequestSummary
+from core.net import RetryPolicy
 from core.owners import owner_is_dead, this_owner
-from core.provider import ImageProvider, ProviderRequest
-from core.references import ReferenceResolver, ResolvedReference
+from core.past import PastRequest
+from core.provider import ImageProvider
+from core.references import ReferenceResolver
+from core.slots import JobRun, Progress, ProgressCallback
 from core.stores import ChatSettings, HistoryEntry, JobRecord, JobStore, StateStore
 
 __all__ = ["LEASE_S", "ImageService", "PastRequest", "Progress", "ProgressCallback"]
@@ -55,72 +55,6 @@ log = logging.getLogger(__name__)
 LEASE_S = 30.0
 #: What ``keep_upload`` records as an uploaded image's provider.
 UPLOAD_PROVIDER = "upload"
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """Sent to a front-end as a job advances: once at the start, then per stored or failed image.
-    ``artifact`` is the image just stored, so a front-end can show it before the job ends."""
-
-    job_id: str
-    total: int
-    stored: int
-    failed: int
-    provider: str
-    model: str
-    artifact: Artifact | None = None
-
-
-ProgressCallback = Callable[[Progress], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class PastRequest:
-    """What a job was asked, for Again and another ratio: the image it made (None for a job that made
-    none), the request as recorded (None for images older than the ledger entry), and the front-end's
-    origin data."""
-
-    artifact: Artifact | None
-    summary: RequestSummary | None
-    origin: Mapping[str, object]
-
-    @property
-    def prompt(self) -> str:
-        if self.summary is not None:
-            return self.summary.prompt
-        return self.artifact.prompt if self.artifact is not None else ""
-
-    def references(self) -> tuple[Reference, ...]:
-        """The images the job worked on, as references that can be used again: stored images by id,
-        stored files by path. Uploads that were not kept are left out."""
-        sources = self.summary.references if self.summary is not None else ()
-        if not sources and self.artifact is not None and self.artifact.parent_id:
-            sources = (self.artifact.parent_id,)
-        kept: list[Reference] = []
-        for source in sources:
-            stem = PurePath(source).stem
-            if is_artifact_id(source) or is_artifact_id(stem):
-                kept.append(Reference(artifact_id=source if is_artifact_id(source) else stem))
-            elif PurePath(source).is_absolute():
-                kept.append(Reference(path=source))
-        return tuple(kept)
-
-    @property
-    def lost_uploads(self) -> bool:
-        """The job used uploaded images that were not kept, so it cannot be repeated faithfully."""
-        sources = self.summary.references if self.summary is not None else ()
-        return any(s.startswith("upload:") for s in sources)
-
-
-@dataclass(slots=True)
-class _Job:
-    record: JobRecord
-    total: int
-    #: ``(slot, index within the slot's answer, artifact)``: a provider may return several images per call.
-    stored: list[tuple[int, int, Artifact]] = field(default_factory=list)
-    errors: list[SlotError] = field(default_factory=list)
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    cancelled: bool = False
 
 
 class ImageService:
@@ -151,7 +85,7 @@ class ImageService:
             max_bytes=limits.max_reference_bytes, max_pixels=limits.max_pixels)
         self._semaphores = {name: asyncio.Semaphore(limits.concurrency) for name in self.providers}
         self._running: dict[str, set[str]] = defaultdict(set)
-        self._active: dict[str, _Job] = {}
+        self._active: dict[str, JobRun] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self._lease_keeper: asyncio.Task[None] | None = None
@@ -263,11 +197,12 @@ class ImageService:
 
     async def pending_deliveries(self, platform: str) -> list[tuple[JobRecord, list[Artifact]]]:
         """Jobs stored but never delivered (e.g. the bot stopped mid-send), with their artifacts."""
-        pending = []
-        for record in await self.jobs.pending_delivery(platform):
-            artifacts = [a for a in [await self.store.get(i) for i in record.artifact_ids] if a is not None]
-            pending.append((record, artifacts))
-        return pending
+        return [(record, await self._stored(record.artifact_ids))
+                for record in await self.jobs.pending_delivery(platform)]
+
+    async def _stored(self, artifact_ids: Sequence[str]) -> list[Artifact]:
+        """These artifacts, in order, leaving out any whose files are gone (retention, an operator)."""
+        return [a for a in [await self.store.get(i) for i in artifact_ids] if a is not None]
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def wait_idle(self, grace: float) -> bool:
@@ -283,8 +218,7 @@ class ImageService:
         settled = await self.jobs.settle_orphans(self.owner, owner_is_dead)
         for record in settled:
             if record.artifact_ids:
-                artifacts = [a for a in [await self.store.get(i) for i in record.artifact_ids] if a is not None]
-                await self.state.record_artifacts(record.chat_key, artifacts)
+                await self.state.record_artifacts(record.chat_key, await self._stored(record.artifact_ids))
             else:
                 self._interrupted.append(record)
         return settled
@@ -312,9 +246,7 @@ class ImageService:
             job = self._active.get(job_id)
             if job is None or (user_key is not None and job.record.user_key not in (user_key, None)):
                 continue
-            job.cancelled = True
-            for task in job.tasks:
-                task.cancel()
+            job.cancel()
             cancelled += 1
         return cancelled
 
@@ -363,20 +295,18 @@ class ImageService:
         record = await self.jobs.create(
             chat_key=chat_key, user_key=user_key if enforce_limits else None, prompt=prompt, requested=count,
             request=summary.to_dict(), origin=request.origin, started=True, owner=self.owner, lease_s=self.lease_s)
-        job = _Job(record, count)
-        self._begin(job, chat_key)
+        run = JobRun(record, count, prompt, chain, resolved, request, self.providers, self._semaphores,
+                     self.retry, self.store, self.jobs, limits.job_timeout_s, progress)
+        self._begin(run, chat_key)
         try:
             try:
-                await self._run(job, prompt, chain, resolved, request, progress)
-            except asyncio.CancelledError:  # the caller went away: stop, keep and settle, then go on
-                job.cancelled = True
-                await self._stop_slots(job)
-                self._account_unfilled(job, chain[0].provider)
-                await self._finish(job, chain[0], resolved, request, enforce_limits)
+                await run.execute()
+            except asyncio.CancelledError:  # the caller went away: the slots are stopped; settle, then go on
+                await self._finish(run, enforce_limits)
                 raise
-            return await self._finish(job, chain[0], resolved, request, enforce_limits)
+            return await self._finish(run, enforce_limits)
         finally:
-            self._end(job, chat_key)
+            self._end(run, chat_key)
 
     async def _with_last(self, request: ImageRequest) -> tuple[Reference, ...]:
         """The request's references, with the chat's last image where the request means it: an edit
@@ -390,14 +320,14 @@ class ImageService:
             raise NothingToEdit()
         return (Reference(artifact_id=last), *request.references)
 
-    def _begin(self, job: _Job, chat_key: str) -> None:
+    def _begin(self, job: JobRun, chat_key: str) -> None:
         self._active[job.record.id] = job
         self._running[chat_key].add(job.record.id)
         self._idle.clear()
         if self._lease_keeper is None or self._lease_keeper.done():
             self._lease_keeper = asyncio.create_task(self._keep_leases(), name="pixbot-leases")
 
-    def _end(self, job: _Job, chat_key: str) -> None:
+    def _end(self, job: JobRun, chat_key: str) -> None:
         self._running[chat_key].discard(job.record.id)
         if not self._running[chat_key]:
             del self._running[chat_key]
@@ -461,147 +391,24 @@ class ImageService:
         return plans
 
     # -- running -----------------------------------------------------------------------------
-    async def _run(self, job: _Job, prompt: str, chain: list[Plan], refs: list[ResolvedReference],
-                   request: ImageRequest, progress: ProgressCallback | None) -> None:
-        async def report(stored: int, failed: int, artifact: Artifact | None = None) -> None:
-            """Progress is feedback: a front-end whose status update fails must not fail the job."""
-            if progress is None:
-                return
-            try:
-                await progress(Progress(job.record.id, job.total, stored, failed, chain[0].provider,
-                                        chain[0].model, artifact))
-            except Exception:
-                log.warning("job %s: progress callback failed", job.record.id, exc_info=True)
-
-        await report(0, 0)
-        for slot in range(job.total):
-            job.tasks.add(asyncio.create_task(self._slot(job, slot, prompt, chain, refs, request, report)))
-        _, pending = await asyncio.wait(job.tasks, timeout=self.config.limits.job_timeout_s)
-        if pending:
-            await self._stop_slots(job)
-        self._account_unfilled(job, chain[0].provider)
-
-    async def _stop_slots(self, job: _Job) -> None:
-        """Cancel the slots still running and wait until each has stopped (keeping what it stored)."""
-        running = {task for task in job.tasks if not task.done()}
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.wait(running)
-
-    def _account_unfilled(self, job: _Job, provider: str) -> None:
-        """An error for every slot that neither stored an image nor failed: cancelled, or timed out."""
-        limit = self.config.limits.job_timeout_s
-        for slot in sorted(set(range(job.total)) - _filled(job)):
-            if job.cancelled:
-                job.errors.append(SlotError(slot, Cancelled.category, Cancelled.default_message))
-                log.info("job %s slot %d %s failed: cancelled", job.record.id, slot, provider)
-            else:
-                job.errors.append(SlotError(slot, ProviderTimeout.category,
-                                            f"The job took longer than {limit:g} s and was stopped.", provider))
-                log.info("job %s slot %d %s failed: timeout (limits.jobTimeoutS %gs)", job.record.id, slot,
-                         provider, limit)
-
-    async def _slot(self, job: _Job, slot: int, prompt: str, chain: list[Plan], refs: list[ResolvedReference],
-                    request: ImageRequest, report: Callable[..., Awaitable[None]]) -> None:
-        last_error: PixbotError | None = None
-        for plan in chain:
-            adapter = self.providers[plan.provider]
-            call = ProviderRequest(prompt=prompt, model=plan.model, aspect_ratio=plan.aspect_ratio, size=plan.size,
-                                   references=tuple(r.image for r in refs[: plan.references]))
-
-            async def attempt(adapter: ImageProvider = adapter, call: ProviderRequest = call) -> list[bytes]:
-                async with self._semaphores[adapter.name]:
-                    return (await adapter.generate(call)).images
-
-            try:
-                images = await with_retries(attempt, self.retry, on_retry=_log_retry(job.record.id, slot))
-            except PixbotError as exc:
-                if exc.provider is None:  # e.g. the downloader's errors: say whose answer it was
-                    exc.provider = plan.provider
-                last_error = exc
-                log.info("job %s slot %d %s failed: %s (%s)", job.record.id, slot, plan.provider, exc.category,
-                         exc.detail or exc)
-                if exc.retryable:
-                    continue
-                break
-            except Exception:
-                log.exception("job %s slot %d: unexpected error from %s", job.record.id, slot, plan.provider)
-                last_error = PixbotError(provider=plan.provider)
-                break
-            stored = 0
-            for index, data in enumerate(images):
-                try:
-                    await self._store(job, slot, index, data, prompt, plan, refs, request, report)
-                    stored += 1
-                except PixbotError as exc:
-                    last_error = exc
-                    log.info("job %s slot %d %s failed: %s (%s)", job.record.id, slot, plan.provider,
-                             exc.category, exc.detail or exc)
-            if stored:
-                return
-            break
-        if last_error is None:  # the provider answered with no image at all
-            last_error = PixbotError("No image came back from the image service. Try again.",
-                                     provider=chain[0].provider)
-        job.errors.append(SlotError(slot, last_error.category, last_error.public_message,
-                                    last_error.provider or chain[0].provider))
-        await report(len(job.stored), len(job.errors))
-
-    async def _store(self, job: _Job, slot: int, index: int, data: bytes, prompt: str, plan: Plan,
-                     refs: list[ResolvedReference], request: ImageRequest,
-                     report: Callable[..., Awaitable[None]]) -> None:
-        """Store one image. A cancellation mid-write still records the artifact (nothing lost)."""
-        save = asyncio.ensure_future(self.store.save(
-            data, prompt=prompt, model=plan.model, provider=plan.provider,
-            source_images=[r.source for r in refs[: plan.references]],
-            parent_id=next((r.artifact_id for r in refs if r.artifact_id), None),
-            job_id=job.record.id, chat=request.chat.key,
-            applied=plan.report.applied, ignored=plan.report.ignored))
-        try:
-            artifact = await asyncio.shield(save)
-        except asyncio.CancelledError:
-            artifact = await save
-            job.stored.append((slot, index, artifact))
-            await self.jobs.add_artifacts(job.record.id, [artifact.id])
-            raise
-        job.stored.append((slot, index, artifact))
-        # Counted now: other slots may store while the ledger write below is awaited.
-        counts = len(job.stored), len(job.errors)
-        await self.jobs.add_artifacts(job.record.id, [artifact.id])
-        await report(*counts, artifact)
-
-    async def _finish(self, job: _Job, plan: Plan, refs: list[ResolvedReference], request: ImageRequest,
-                      enforce_limits: bool) -> JobResult:
+    async def _finish(self, run: JobRun, enforce_limits: bool) -> JobResult:
         """Settle the job in the ledger (stored with its images, or failed), refund what was not made."""
-        ordered = [artifact for _, _, artifact in sorted(job.stored, key=lambda item: (item[0], item[1]))]
-        filled = {slot for slot, _, _ in job.stored}
-        errors = sorted((e for e in job.errors if e.slot not in filled), key=lambda e: e.slot)
-        record_id = job.record.id
+        ordered, filled = run.ordered(), run.filled()
+        errors = sorted((e for e in run.errors if e.slot not in filled), key=lambda e: e.slot)
+        request, plan = run.request, run.chain[0]
         if ordered:
-            await self.jobs.complete_job(record_id, request.chat.key, ordered)
+            await self.jobs.complete_job(run.id, request.chat.key, ordered)
         else:
-            await self.jobs.fail(record_id, errors[0].category if errors else "internal")
-        missing = job.total - min(len(filled), job.total)
+            await self.jobs.fail(run.id, errors[0].category if errors else "internal")
+        missing = run.total - min(len(filled), run.total)
         if enforce_limits and missing and self.config.limits.per_user_daily:
             await self.state.refund(request.chat.user_key, missing)
         report = plan.report
         if ordered and (ordered[0].provider, ordered[0].model) != (plan.provider, plan.model):
             report = replace(report, notes=(*report.notes,
                                             f"fell back to {ordered[0].provider}/{ordered[0].model}"))
-        edited = tuple(r.artifact_id or r.source for r in refs)
-        return JobResult(record_id, request, tuple(ordered), tuple(errors), report, job.total, edited)
-
-
-def _filled(job: _Job) -> set[int]:
-    return {slot for slot, _, _ in job.stored} | {e.slot for e in job.errors}
-
-
-def _log_retry(job_id: str, slot: int) -> Callable[[PixbotError, int, float], None]:
-    def on_retry(error: PixbotError, attempt: int, delay: float) -> None:
-        log.info("job %s slot %d retry %d in %.1fs after %s", job_id, slot, attempt, delay, error.category)
-
-    return on_retry
+        edited = tuple(r.artifact_id or r.source for r in run.refs)
+        return JobResult(run.id, request, tuple(ordered), tuple(errors), report, run.total, edited)
 
 
 def _images(n: int) -> str:
