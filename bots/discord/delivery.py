@@ -20,7 +20,7 @@ from core.images import EXTENSIONS, fit_under_bytes_async
 from core.models import Artifact
 from core.service import ImageService
 
-__all__ = ["MAX_FILES", "Outgoing", "build_message"]
+__all__ = ["MAX_FILES", "Outgoing", "build_message", "clip"]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ async def build_message(service: ImageService, artifacts: Sequence[Artifact], li
     if len(artifacts) > MAX_FILES:
         lines.append(f"{len(artifacts) - MAX_FILES} more images are in /history.")
     ids = [a.id for a, _, _ in kept]
-    return Outgoing(_clip("\n".join(lines), _CONTENT_MAX), embeds, [f for _, f, _ in kept], result_view(ids), ids)
+    return Outgoing(clip("\n".join(lines), _CONTENT_MAX), embeds, [f for _, f, _ in kept], result_view(ids), ids)
 
 
 def _budgets(images: Sequence[bytes], limit: int) -> list[int]:
@@ -105,13 +105,13 @@ def _embed(artifact: Artifact, filename: str, index: int, total: int) -> discord
                                       f"{artifact.provider}/{artifact.model}"]))
     ignored = "; ".join(artifact.ignored.values())
     room = _EMBEDS_TEXT_MAX // total - len(footer) - len(ignored) - 40
-    embed = discord.Embed(description=_clip(artifact.prompt, max(room, 100)), colour=_COLOUR)
+    embed = discord.Embed(description=clip(artifact.prompt, max(room, 100)), colour=_COLOUR)
     if total > 1:
         embed.title = f"Image {index + 1} of {total}"
     if ignored:
-        embed.add_field(name="Not applied", value=_clip(ignored, 1024), inline=False)
+        embed.add_field(name="Not applied", value=clip(ignored, 1024), inline=False)
     embed.set_image(url=f"attachment://{filename}")
-    embed.set_footer(text=_clip(footer, 2048))
+    embed.set_footer(text=clip(footer, 2048))
     return embed
 
 
@@ -119,5 +119,6 @@ def _mib(size: int) -> str:
     return file_size(size)
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int = _CONTENT_MAX) -> str:
+    """Discord's text limits count characters: cut to ``limit``, ending in "…" when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -22,7 +22,7 @@ from bots.chat import ResultText, Sent
 from bots.chat.wording import file_size
 from bots.discord.buttons import rerun_view
 from bots.discord.context import chat_of
-from bots.discord.delivery import Outgoing, build_message
+from bots.discord.delivery import Outgoing, build_message, clip
 from bots.discord.targets import shown
 from core.errors import InvalidRequest, PixbotError
 from core.images import EXTENSIONS
@@ -133,7 +133,7 @@ class DiscordSurface:
 
     async def offer_again(self, text: str, job_id: str) -> None:
         try:
-            await self._post(Outgoing(_clip(text), view=rerun_view(job_id)))
+            await self._post(Outgoing(clip(text), view=rerun_view(job_id)))
         except discord.HTTPException as exc:
             log.warning("could not tell about job %s: %s", job_id, exc)
 
@@ -192,10 +192,10 @@ class InteractionSurface(DiscordSurface):
         async with self._lock:
             try:
                 if not self.interaction.response.is_done():
-                    await self.interaction.response.send_message(_clip(text), ephemeral=True)
+                    await self.interaction.response.send_message(clip(text), ephemeral=True)
                 else:
                     await self.interaction.edit_original_response(
-                        content=_clip(text), embeds=[], attachments=[], view=None, allowed_mentions=_NO_MENTIONS)
+                        content=clip(text), embeds=[], attachments=[], view=None, allowed_mentions=_NO_MENTIONS)
             except discord.HTTPException as exc:
                 log.warning("could not answer interaction %s: %s", self.interaction.id, exc)
 
@@ -248,7 +248,7 @@ class MessageSurface(DiscordSurface):
 
     async def tell(self, text: str) -> None:
         try:
-            await self.message.reply(_clip(text), mention_author=False, allowed_mentions=_NO_MENTIONS)
+            await self.message.reply(clip(text), mention_author=False, allowed_mentions=_NO_MENTIONS)
         except discord.HTTPException as exc:
             log.warning("could not reply to message %s: %s", self.message.id, exc)
 
@@ -303,7 +303,7 @@ class ChannelSurface(DiscordSurface):
                                            "below."))
 
     async def offer_again(self, text: str, job_id: str) -> None:
-        if not await self._edit_original(Outgoing(_clip(text), view=rerun_view(job_id))):
+        if not await self._edit_original(Outgoing(clip(text), view=rerun_view(job_id))):
             await super().offer_again(text, job_id)
 
     @property
@@ -311,9 +311,9 @@ class ChannelSurface(DiscordSurface):
         return self._limit
 
     async def tell(self, text: str) -> None:
-        about = f"“{_clip(self._about, 100)}”: " if self._about else ""
+        about = f"“{clip(self._about, 100)}”: " if self._about else ""
         try:
-            await self._post(Outgoing(_clip(about + text)))
+            await self._post(Outgoing(clip(about + text)))
         except discord.HTTPException as exc:
             log.warning("could not post to channel: %s", exc)
 
@@ -326,7 +326,7 @@ class ChannelSurface(DiscordSurface):
             reference = discord.MessageReference(message_id=int(reply_to), channel_id=int(channel_id),
                                                  fail_if_not_exists=False)
         return await self.channel.send(
-            _clip(mention + out.content), embeds=out.embeds, files=out.files,
+            clip(mention + out.content), embeds=out.embeds, files=out.files,
             **_optional(view=out.view, reference=reference),
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True))
 
@@ -344,8 +344,6 @@ def _optional(**values: object) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _clip(text: str, limit: int = 2000) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def channel_surface(client: discord.Client, service: ImageService, chat: ChatRef,

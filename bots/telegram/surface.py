@@ -106,7 +106,7 @@ class TelegramSurface:
                 caption=f"{artifact.id} · {artifact.width}×{artifact.height} · original file", **self.dest.kwargs())
         except TelegramAPIError as exc:
             log.warning("telegram: could not send the original of %s: %s", artifact.id, exc)
-            await self.tell(f"Telegram refused to send that ({exc.message}). Try again.")
+            await self.tell(_refused(exc))
             return None
         return str(sent.message_id)
 
@@ -124,6 +124,8 @@ class TelegramSurface:
             log.warning("telegram: could not tell chat %s about job %s: %s", self.dest.chat_id, job_id, exc)
 
     def explain(self, error: Exception) -> str | None:
-        if isinstance(error, TelegramAPIError):
-            return f"Telegram refused to send that ({error.message}). Try again."
-        return None
+        return _refused(error) if isinstance(error, TelegramAPIError) else None
+
+
+def _refused(error: TelegramAPIError) -> str:
+    return f"Telegram refused to send that ({error.message}). Try again."
