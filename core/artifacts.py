@@ -2,8 +2,9 @@
 
 Layout (nanobot-compatible): ``<media root>/<saveDir>/<YYYY-MM-DD, UTC>/img_<12 hex>.<ext>`` plus
 ``img_<12 hex>.json``. The sidecar is the commit point: it is written only after its image is
-complete on disk, so a sidecar always has its image. Temp files are dotfiles and never count as
-artifacts. No network, no chat types, no Pillow work on the event loop.
+complete on disk, so a sidecar always has its image. Temp files are dotfiles, and a thumbnail
+(``img_<12 hex>.thumb.webp``, made by ``core/thumbnails.py``) lives and dies with its image: neither
+ever counts as an artifact. No network, no chat types, no Pillow work on the event loop.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from core.errors import ConfigError, InternalError, InvalidRequest
 from core.images import EXTENSIONS, validate_image
 from core.models import Artifact
 
-__all__ = ["ArtifactStore", "is_artifact_id", "new_artifact_id"]
+__all__ = ["THUMB_SUFFIX", "ArtifactStore", "is_artifact_id", "new_artifact_id", "thumbnail_path"]
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,21 @@ _ID = re.compile(r"img_[0-9a-f]{12}")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SIDECAR = re.compile(r"(img_[0-9a-f]{12})\.json")
 _IMAGE = re.compile(r"(img_[0-9a-f]{12})\.(?:png|jpg|webp|gif)")
-_TEMP = re.compile(r"\.img_[0-9a-f]{12}\.(?:png|jpg|webp|gif|json)\.tmp-[0-9a-f]+")
+_THUMB = re.compile(r"(img_[0-9a-f]{12})\.thumb\.webp")
+_TEMP = re.compile(r"\.img_[0-9a-f]{12}\.(?:png|jpg|webp|gif|json|thumb\.webp)\.tmp-[0-9a-f]+")
+#: What follows the id in a thumbnail's file name.
+THUMB_SUFFIX = ".thumb.webp"
 _ID_ATTEMPTS = 8
 
 
 def is_artifact_id(value: str) -> bool:
     """``img_`` + 12 lowercase hex digits: the only form ever looked up on disk."""
     return _ID.fullmatch(value) is not None
+
+
+def thumbnail_path(image: Path) -> Path:
+    """Where the thumbnail of the image file ``image`` is kept: beside it, ``img_<id>.thumb.webp``."""
+    return image.with_name(image.stem + THUMB_SUFFIX)
 
 
 def new_artifact_id() -> str:
@@ -143,6 +152,12 @@ class ArtifactStore:
             artifact = found
         return await asyncio.to_thread(self._read, Path(artifact.path))
 
+    async def get_many(self, artifact_ids: Sequence[str]) -> dict[str, Artifact]:
+        """The artifacts among these ids that are still stored, by id, in one worker-thread hop and
+        at most one pass over the day folders (for many ids at once: ``get`` looks for each alone)."""
+        wanted = {i for i in artifact_ids if is_artifact_id(i)}
+        return await asyncio.to_thread(self._get_many, wanted) if wanted else {}
+
     async def recent(self, limit: int = 20, *, chat: str | None = None) -> list[Artifact]:
         """Newest first, read from the sidecars; only one chat's when ``chat`` is given."""
         if limit <= 0:
@@ -152,17 +167,17 @@ class ArtifactStore:
     async def prune(self, before: date) -> list[str]:
         """Delete every artifact stored on a UTC day before ``before`` (retention); returns their ids.
 
-        Whole day folders go, sidecar before image, so a crash midway leaves only orphan images that
-        ``sweep_temp`` clears (never a sidecar without its image); folders that are not ``YYYY-MM-DD``
-        are never touched."""
+        Whole day folders go (thumbnails too), sidecar before image, so a crash midway leaves only
+        orphan images that ``sweep_temp`` clears (never a sidecar without its image); folders that are
+        not ``YYYY-MM-DD`` are never touched."""
         return await asyncio.to_thread(self._prune, before.isoformat())
 
     async def sweep_temp(self, older_than_s: float = 3600) -> int:
         """Remove crash leftovers older than ``older_than_s``; returns how many files went.
 
-        That is temp files, and images whose sidecar never got written (a crash between the two
-        renames): such an image was never an artifact. ``older_than_s`` must exceed the longest
-        save, since another process may be mid-save.
+        That is temp files, images whose sidecar never got written (a crash between the two renames):
+        such an image was never an artifact, and thumbnails whose image is gone. ``older_than_s`` must
+        exceed the longest save, since another process may be mid-save.
         """
         if older_than_s < 0:
             raise ValueError("older_than_s must not be negative")
@@ -213,7 +228,8 @@ class ArtifactStore:
 
     def _taken(self, artifact_id: str) -> bool:
         """A sidecar or image (even an orphan) with this id in any day folder: 48 bits can collide."""
-        names = [f"{artifact_id}.json", *(artifact_id + ext for ext in EXTENSIONS.values())]
+        # A thumbnail left behind would be shown for a new image with its id.
+        names = [f"{artifact_id}.json", artifact_id + THUMB_SUFFIX, *(artifact_id + ext for ext in EXTENSIONS.values())]
         return any((day / name).exists() for day in self._days() for name in names)
 
     def _days(self) -> list[Path]:
@@ -241,6 +257,22 @@ class ArtifactStore:
             else:
                 self._sidecars.pop(artifact_id, None)
         return artifact
+
+    def _get_many(self, wanted: set[str]) -> dict[str, Artifact]:
+        found: dict[str, Path] = {}
+        with self._lock:
+            cached = {i: self._sidecars[i] for i in wanted if i in self._sidecars}
+        found.update((i, path) for i, path in cached.items() if path.is_file())
+        if len(found) < len(wanted):
+            for day in self._days():
+                for entry in _entries(day):
+                    match = _SIDECAR.fullmatch(entry.name)
+                    if match is not None and match[1] in wanted and match[1] not in found:
+                        found[match[1]] = day / entry.name
+        artifacts = {i: a for i, sidecar in found.items() if (a := _load(sidecar)) is not None}
+        with self._lock:
+            self._sidecars.update((i, found[i]) for i in artifacts)
+        return artifacts
 
     def _read(self, path: Path) -> bytes:
         resolved = path.resolve()
@@ -297,7 +329,7 @@ class ArtifactStore:
             busy = set(self._reserved)
         for day in self._days():
             for entry in _entries(day):
-                orphan = _IMAGE.fullmatch(entry.name)
+                orphan = _IMAGE.fullmatch(entry.name) or _THUMB.fullmatch(entry.name)
                 if orphan is not None:
                     if orphan[1] in busy or (day / f"{orphan[1]}.json").exists():
                         continue

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from core.errors import InternalError
 
@@ -22,7 +22,7 @@ __all__ = ["SCHEMA_VERSION", "Database", "open_database", "utc_timestamp"]
 T = TypeVar("T")
 
 #: Bumped by every schema change; ``Database.open`` migrates older files step by step.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _MEMORY: Final = ":memory:"
 _BUSY_TIMEOUT_MS: Final = 5000
 
@@ -79,8 +79,22 @@ _OWNERS_V2: Final = (
     "ALTER TABLE jobs ADD COLUMN lease_until TEXT",
     "CREATE INDEX IF NOT EXISTS jobs_unsettled ON jobs (owner, seq) WHERE status IN ('queued', 'generating')",
 )
+# Version 3: what a gallery filters and shows without reading every sidecar, and the indexes its queries
+# use: an image's edits (lineage, walked by parent_id; the partial index skips the many new images), one
+# provider's images and its distinct providers, and a chat's jobs (a studio thread). Rows from before keep
+# the defaults until ``ImageService.backfill`` fills them from their sidecars.
+_GALLERY_V3: Final = (
+    "ALTER TABLE artifacts ADD COLUMN provider TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE artifacts ADD COLUMN model TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE artifacts ADD COLUMN width INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE artifacts ADD COLUMN height INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE artifacts ADD COLUMN parent_id TEXT",
+    "CREATE INDEX IF NOT EXISTS artifacts_by_parent ON artifacts (parent_id) WHERE parent_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS artifacts_by_provider ON artifacts (provider, seq)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_chat ON jobs (chat_key, seq)",
+)
 #: _MIGRATIONS[n] takes a file from user_version n to n + 1.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2)
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2, _GALLERY_V3)
 
 
 def utc_timestamp() -> str:
@@ -90,6 +104,11 @@ def utc_timestamp() -> str:
 
 def _db_error(exc: sqlite3.Error) -> InternalError:
     return InternalError(detail=f"state database: {type(exc).__name__}: {exc}")
+
+
+def _casefold(value: Any) -> Any:
+    """SQL ``casefold(text)``: Unicode case folding (SQLite's own ``lower`` and ``LIKE`` fold ASCII only)."""
+    return value.casefold() if isinstance(value, str) else value
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -102,6 +121,7 @@ def _connect(path: str) -> sqlite3.Connection:
     )
     try:
         conn.row_factory = sqlite3.Row
+        conn.create_function("casefold", 1, _casefold, deterministic=True)
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         if path != _MEMORY:
             _use_wal(conn)

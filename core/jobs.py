@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from core.db import Database, utc_timestamp
 from core.models import Artifact
-from core.state import ChatState, record_history
-from core.stores import TERMINAL, JobRecord, JobStatus, JobStore, OwnerCheck, StateStore
+from core.state import ChatState, platform_range, record_history
+from core.stores import TERMINAL, ChatSummary, JobRecord, JobStatus, JobStore, OwnerCheck, StateStore
 
 __all__ = ["TERMINAL", "JobLedger", "JobRecord", "JobStatus"]
 
@@ -281,6 +281,36 @@ class JobLedger:
                                 "AND created_at < ?", (day.isoformat(),)).rowcount
 
         return await self._db.run(tx)
+
+    async def chats(self, platform: str, limit: int = 50) -> list[ChatSummary]:
+        """The chats keyed ``"<platform>:…"`` that have jobs, most recently active first: titled by their
+        first job's prompt (the first still recorded, after retention), dated by their latest change."""
+        if limit <= 0:
+            return []
+        low, high = platform_range(platform)
+
+        def tx(conn: sqlite3.Connection) -> list[ChatSummary]:
+            rows = conn.execute(
+                "SELECT s.chat_key, j.prompt AS title, s.updated_at, s.jobs FROM ("
+                " SELECT chat_key, MIN(seq) AS first_seq, MAX(updated_at) AS updated_at, COUNT(*) AS jobs"
+                " FROM jobs WHERE chat_key >= ? AND chat_key < ? GROUP BY chat_key) s"
+                " JOIN jobs j ON j.seq = s.first_seq ORDER BY s.updated_at DESC, s.chat_key LIMIT ?",
+                (low, high, limit))
+            return [ChatSummary(row["chat_key"], row["title"], row["updated_at"], int(row["jobs"])) for row in rows]
+
+        return await self._db.run(tx, write=False)
+
+    async def for_chat(self, chat_key: str, limit: int = 50) -> list[JobRecord]:
+        """The chat's most recent ``limit`` jobs, oldest first (a thread reads top to bottom)."""
+        if limit <= 0:
+            return []
+
+        def tx(conn: sqlite3.Connection) -> list[JobRecord]:
+            return [_record(row) for row in conn.execute(
+                "SELECT * FROM (SELECT * FROM jobs WHERE chat_key = ? ORDER BY seq DESC LIMIT ?) recent ORDER BY seq",
+                (chat_key, limit))]
+
+        return await self._db.run(tx, write=False)
 
     async def unsettled(self) -> list[JobRecord]:
         """Jobs still queued or generating, oldest first (their owners may be alive or gone)."""

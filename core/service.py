@@ -3,8 +3,9 @@ capabilities, enforces the limits, records the job, has it run (``core/slots.py`
 concurrently, with retries and fallbacks, every image stored as it arrives) and settles it.
 Pre-flight refusals raise; everything after is a JobResult.
 
-Front-ends use only the service's own methods: the stores behind it (``StateStore``, ``JobStore``,
-the ``ArtifactStore``) are its business, so another storage engine changes nothing in ``bots/``."""
+Front-ends use only the service's own methods (its read side for studios: ``core/gallery.py``): the stores
+behind it (``StateStore``, ``JobStore``, the ``ArtifactStore``) are its business, so another storage engine
+changes nothing in ``bots/``."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from core.errors import (
     RateLimited,
     Unsupported,
 )
+from core.gallery import Browsing
 from core.models import Artifact, ImageRequest, JobResult, Reference, RequestSummary
 from core.net import RetryPolicy
 from core.owners import owner_is_dead, this_owner
@@ -57,7 +59,7 @@ LEASE_S = 30.0
 UPLOAD_PROVIDER = "upload"
 
 
-class ImageService:
+class ImageService(Browsing):
     def __init__(
         self,
         config: AppConfig,
@@ -214,13 +216,14 @@ class ImageService:
     async def recover(self) -> list[JobRecord]:
         """Settle jobs no live process works on (a crash, a restart, a dead replica): those with
         images become deliverable and enter their chat's history, the rest fail. Jobs of processes
-        that are alive, including this one, are left alone."""
+        that are alive, including this one, are left alone. Then ``backfill`` (gallery details)."""
         settled = await self.jobs.settle_orphans(self.owner, owner_is_dead)
         for record in settled:
             if record.artifact_ids:
                 await self.state.record_artifacts(record.chat_key, await self._stored(record.artifact_ids))
             else:
                 self._interrupted.append(record)
+        await self.backfill()
         return settled
 
     async def prune(self, days: int | None = None) -> int:

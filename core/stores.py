@@ -9,7 +9,7 @@ operation: an implementation must not leave half of it applied.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final, Literal, Protocol
 
@@ -20,10 +20,16 @@ __all__ = [
     "TERMINAL",
     "ChatSettings",
     "ChatStore",
+    "ChatSummary",
+    "GalleryFilters",
+    "GalleryPage",
+    "GalleryQuery",
     "HistoryEntry",
+    "ImageRow",
     "JobRecord",
     "JobStatus",
     "JobStore",
+    "Lineage",
     "MessageMap",
     "OwnerCheck",
     "StateStore",
@@ -82,6 +88,104 @@ class JobRecord:
         return self.chat_key.partition(":")[0]
 
 
+@dataclass(frozen=True, slots=True)
+class ImageRow:
+    """A recorded image as the gallery lists it (the artifacts table; the sidecar has the rest)."""
+
+    artifact_id: str
+    chat_key: str
+    prompt: str
+    provider: str
+    model: str
+    width: int
+    height: int
+    #: The image this one edits (an artifact id); None for a new image.
+    parent_id: str | None
+    job_id: str | None
+    created_at: str
+    #: Recording order, newest highest: the gallery's cursor (``GalleryQuery.before``).
+    seq: int
+
+    @property
+    def platform(self) -> str:
+        return self.chat_key.partition(":")[0]
+
+
+#: The most rows one gallery page may ask for.
+MAX_PAGE: Final = 500
+
+
+@dataclass(frozen=True)
+class GalleryQuery:
+    """Which recorded images a gallery page shows, newest first. Every filter given must match."""
+
+    #: Chats keyed ``"<platform>:…"``.
+    platform: str | None = None
+    chat_key: str | None = None
+    provider: str | None = None
+    #: Recorded on or after / on or before these UTC days (both inclusive).
+    since: date | None = None
+    until: date | None = None
+    #: A case-insensitive piece of the prompt, taken literally (``%`` and ``_`` are not wildcards).
+    search: str | None = None
+    #: The keyset cursor: ``GalleryPage.next_cursor`` of the page before (rows with a lower ``seq``).
+    before: int | None = None
+    limit: int = 48
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_PAGE:
+            raise ValueError(f"limit must be from 1 to {MAX_PAGE}, got {self.limit!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryPage:
+    images: list[ImageRow]
+    #: ``GalleryQuery.before`` for the next page; None on the last page.
+    next_cursor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryFilters:
+    """The values a gallery can be filtered on (for its drop-downs), each sorted."""
+
+    platforms: list[str] = field(default_factory=list)
+    providers: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """An image with where it came from and what was made from it (edits of edits)."""
+
+    #: The image itself; None when it has no row (an upload, or a forgotten image): its descendants still count.
+    image: ImageRow | None
+    #: Its parent, grandparent… nearest first, as far as rows exist.
+    ancestors: list[ImageRow]
+    #: Every image made from it, directly or through other edits: by generation (children, then
+    #: grandchildren…), recording order within one, so each comes after its parent (build the tree
+    #: from ``parent_id``).
+    descendants: list[ImageRow]
+    #: The first parent id along the walk up that has no row (e.g. an uploaded image, which is stored
+    #: but not recorded): the artifact store may still have it. None when the walk reached a new image.
+    missing_parent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSummary:
+    """One chat as a thread list shows it."""
+
+    chat_key: str
+    #: The prompt of its first job still recorded.
+    title: str
+    #: When any of its jobs last changed.
+    updated_at: str
+    #: How many jobs it has recorded.
+    jobs: int
+
+    @property
+    def platform(self) -> str:
+        return self.chat_key.partition(":")[0]
+
+
 class ChatStore(Protocol):
     """Per-chat memory: the last image, the chat's defaults, and the images recorded for it."""
 
@@ -104,6 +208,32 @@ class ChatStore(Protocol):
 
     async def forget_artifacts(self, artifact_ids: Sequence[str]) -> None:
         """Drop deleted images (retention) from history, the message map and last-image pointers."""
+        ...
+
+    async def gallery(self, query: GalleryQuery) -> GalleryPage:
+        """Recorded images of every chat matching ``query``, newest (highest ``seq``) first, one page
+        after ``query.before`` (keyset paging: pages never repeat or skip a row while rows are added)."""
+        ...
+
+    async def image(self, artifact_id: str) -> ImageRow | None: ...
+
+    async def lineage(self, artifact_id: str, limit: int = 200) -> Lineage:
+        """The image, its ancestors (nearest first, at most ``limit``) and its descendants (at most
+        ``limit``, parents before children); a parent cycle in bad data ends the walk, never loops."""
+        ...
+
+    async def gallery_filters(self) -> GalleryFilters:
+        """The platforms and providers recorded images have (an unknown provider, ``""``, is left out)."""
+        ...
+
+    async def missing_details(self, after: int = 0, limit: int = 500) -> list[ImageRow]:
+        """Rows recorded without provider, model, size and parent (written before schema 3), with
+        ``seq`` above ``after``, oldest first: what ``fill_details`` should complete from the sidecars."""
+        ...
+
+    async def fill_details(self, artifacts: Sequence[Artifact]) -> int:
+        """Set provider, model, size and parent of rows that lack them from these artifacts; rows
+        already filled are left alone. Returns how many rows changed."""
         ...
 
 
@@ -192,6 +322,14 @@ class JobStore(Protocol):
 
     async def forget_before(self, day: date) -> int:
         """Drop settled jobs created before ``day`` (retention)."""
+        ...
+
+    async def chats(self, platform: str, limit: int = 50) -> list[ChatSummary]:
+        """The chats keyed ``"<platform>:…"`` that have jobs, most recently active first."""
+        ...
+
+    async def for_chat(self, chat_key: str, limit: int = 50) -> list[JobRecord]:
+        """The chat's most recent ``limit`` jobs, oldest first (a thread reads top to bottom)."""
         ...
 
 

@@ -384,3 +384,15 @@ def test_an_owner_whose_process_exited_is_dead() -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+async def test_a_chats_jobs_are_read_through_their_index(db: Database) -> None:
+    """A studio thread and the thread list read one chat's / one platform's jobs, not the whole ledger."""
+    async def plan(sql: str, params: tuple[object, ...]) -> str:
+        rows = await db.run(lambda conn: conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+        return str([tuple(row) for row in rows])
+
+    assert "jobs_by_chat (chat_key=?)" in await plan(
+        "SELECT * FROM jobs WHERE chat_key = ? ORDER BY seq DESC LIMIT ?", ("web:a", 50))
+    assert "jobs_by_chat (chat_key>? AND chat_key<?)" in await plan(
+        "SELECT chat_key, COUNT(*) FROM jobs WHERE chat_key >= ? AND chat_key < ? GROUP BY chat_key", ("web:", "web;"))

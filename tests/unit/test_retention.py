@@ -12,6 +12,7 @@ from bots import app
 from bots.app import open_service
 from core.config_file import load_config
 from core.service import ImageService
+from core.stores import GalleryQuery
 from tests.images import png_bytes
 
 NOW = datetime.now(UTC)
@@ -112,3 +113,15 @@ async def test_prune_drops_the_usage_and_settled_jobs_of_pruned_days(tmp_path: P
         assert await service.jobs.get(old_job.id) is None
         assert await service.jobs.get(running.id) is not None  # still queued: never dropped under a worker
         assert await service.jobs.get(recent.id) is not None
+
+
+async def test_prune_takes_the_thumbnails_with_their_images(tmp_path: Path) -> None:
+    async with open_service(load_config(_config(tmp_path), env_file=None)) as service:
+        old, recent = await _stored(service, 10, "web:1"), await _stored(service, 1, "web:1")
+        for artifact_id in (old, recent):
+            artifact = await service.artifact(artifact_id)
+            assert artifact is not None and (await service.thumbnail(artifact))[8:12] == b"WEBP"
+        assert len(list(service.store.root.glob("*/img_*.thumb.webp"))) == 2
+        assert await service.prune(7) == 1
+        assert [p.name for p in service.store.root.glob("*/img_*.thumb.webp")] == [f"{recent}.thumb.webp"]
+        assert [row.artifact_id for row in (await service.gallery(GalleryQuery())).images] == [recent]

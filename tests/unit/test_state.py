@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import sqlite3
 import sys
@@ -13,11 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from bots.app import open_service
 from core import db as db_module
+from core import state as state_module
+from core.artifacts import ArtifactStore
+from core.config_file import load_config
 from core.errors import InternalError, InvalidRequest
 from core.jobs import JobLedger
 from core.models import Artifact
 from core.state import ChatSettings, ChatState, Database, HistoryEntry, open_database
+from core.stores import GalleryQuery
+from tests.images import png_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2025, 3, 1)
@@ -58,7 +66,7 @@ class TestDatabase:
         assert await asyncio.to_thread(db_path.exists)
         mode = await db.run(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0])
         version = await db.run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
-        assert (mode, version) == ("wal", 2)
+        assert (mode, version) == ("wal", 3)
 
     async def test_a_version_1_file_is_migrated_in_place_with_its_jobs(self, db_path: Path) -> None:
         """A database written before jobs had owners: the columns are added, the rows kept."""
@@ -78,8 +86,58 @@ class TestDatabase:
         async with open_database(db_path) as database:
             version = await database.run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
             (job,) = await JobLedger(database).unsettled()
-        assert version == 2 and job.id == "job_old" and job.artifact_ids == ("img_aaaaaaaaaaaa",)
+        assert version == 3 and job.id == "job_old" and job.artifact_ids == ("img_aaaaaaaaaaaa",)
         assert job.owner is None and job.lease_until is None  # an orphan: the next start settles it
+
+    async def test_a_version_2_file_is_migrated_in_place_with_its_images(self, db_path: Path) -> None:
+        """A database written before the gallery columns: they are added with defaults, rows kept."""
+        def write_v2() -> None:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(db_path)
+            for statement in (*db_module._SCHEMA_V1, *db_module._OWNERS_V2):
+                conn.execute(statement)
+            conn.execute("INSERT INTO artifacts (artifact_id, chat_key, job_id, prompt, path, created_at) VALUES ("
+                         "'img_aaaaaaaaaaaa', 'telegram:1', 'job_1', 'a fox', '/m/a.png', '2025-03-01T12:00:00+00:00')")
+            conn.execute("PRAGMA user_version = 2")
+            conn.commit()
+            conn.close()
+
+        await asyncio.to_thread(write_v2)
+        async with open_database(db_path) as database:
+            version = await database.run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
+            indexes = await database.run(lambda conn: {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index'")})
+            state = ChatState(database)
+            old = await state.image("img_aaaaaaaaaaaa")
+            await state.record_artifacts("web:1", [dataclasses.replace(
+                artifact("img_bbbbbbbbbbbb"), width=640, height=480, parent_id="img_aaaaaaaaaaaa")])
+            page = await state.gallery(GalleryQuery())
+            missing = await state.missing_details()
+        assert version == 3 and {"artifacts_by_parent", "artifacts_by_provider", "jobs_by_chat"} <= indexes
+        assert old is not None and (old.prompt, old.job_id, old.seq) == ("a fox", "job_1", 1)
+        assert (old.provider, old.model, old.width, old.height, old.parent_id) == ("", "", 0, 0, None)
+        new = page.images[0]
+        assert [r.artifact_id for r in page.images] == ["img_bbbbbbbbbbbb", "img_aaaaaaaaaaaa"]
+        assert (new.provider, new.model, new.width, new.height, new.parent_id) == ("p", "m", 640, 480,
+                                                                                   "img_aaaaaaaaaaaa")
+        assert [r.artifact_id for r in missing] == ["img_aaaaaaaaaaaa"]
+
+    async def test_the_gallery_queries_use_their_indexes(self, db: Database) -> None:
+        async def plan(sql: str, params: tuple[object, ...]) -> str:
+            rows = await db.run(lambda conn: conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall())
+            return str([tuple(row) for row in rows])
+
+        def gallery_sql(query: GalleryQuery) -> tuple[str, tuple[object, ...]]:
+            where, params = state_module._gallery_where(query)
+            return f"SELECT seq FROM artifacts WHERE {where} ORDER BY seq DESC LIMIT 49", tuple(params)
+
+        assert "artifacts_by_chat (chat_key>? AND chat_key<?)" in await plan(*gallery_sql(GalleryQuery(platform="web")))
+        assert "artifacts_by_chat (chat_key=? AND seq<?)" in await plan(*gallery_sql(GalleryQuery(chat_key="w:1",
+                                                                                                  before=9)))
+        assert "artifacts_by_provider (provider=?" in await plan(*gallery_sql(GalleryQuery(provider="fake")))
+        down = ("SELECT a.artifact_id FROM artifacts a JOIN artifacts p ON a.parent_id = p.artifact_id "
+                "WHERE p.artifact_id = ?")
+        assert "artifacts_by_parent (parent_id=?)" in await plan(down, ("img_aaaaaaaaaaaa",))
 
     async def test_statements_run_on_one_thread_other_than_the_loop(self, db: Database) -> None:
         idents = {await db.run(lambda conn: threading.get_ident()) for _ in range(3)}
@@ -209,6 +267,18 @@ class TestArtifactsAndMessages:
         assert (await state.history("discord:5"))[0].job_id is None
         assert await state.history("telegram:1", limit=0) == []
         assert await state.history("nobody:0") == []
+
+    async def test_search_folds_case_beyond_ascii(self, state: ChatState) -> None:
+        prompts = {"u1": "Straße bei Nacht", "u2": "ÉCLAIR au chocolat", "u3": "Кот на крыше", "u4": "plain"}
+        await state.record_artifacts("web:1", [artifact(i, prompt=p) for i, p in prompts.items()])
+
+        async def found(search: str) -> list[str]:
+            return [row.artifact_id for row in (await state.gallery(GalleryQuery(search=search))).images]
+
+        assert await found("STRASSE") == ["u1"]
+        assert await found("éclair") == ["u2"]
+        assert await found("кот") == ["u3"]
+        assert await found("PLAIN") == ["u4"]
 
     async def test_message_map(self, state: ChatState) -> None:
         await state.map_message("telegram:1", "100", "a1")
@@ -345,3 +415,40 @@ class TestDurabilityAndConcurrency:
             assert child.returncode == 0, err.decode()
             assert int(out) + sum(1 for r in mine if r is not None) == 50
             assert await state.usage_today("u", today=DAY) == 50
+
+
+async def test_the_service_fills_migrated_rows_from_their_sidecars(tmp_path: Path) -> None:
+    """Images recorded by a version 2 database get provider, model, size and parent at the next start."""
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps({"storage": {}}))
+    config = load_config(config_path, env_file=None)
+    store = ArtifactStore(config.media_dir, config.image.save_dir)
+    first = await store.save(png_bytes(40, 30), prompt="a fox", model="imagen", provider="gemini", chat="web:1")
+    edit = await store.save(png_bytes(20, 10), prompt="in snow", model="gpt-image-1", provider="openai",
+                            parent_id=first.id, chat="web:1")
+    gone = "img_0000000000aa"
+
+    def write_v2() -> None:
+        conn = sqlite3.connect(config.state_path)
+        for statement in (*db_module._SCHEMA_V1, *db_module._OWNERS_V2):
+            conn.execute(statement)
+        conn.executemany("INSERT INTO artifacts (artifact_id, chat_key, job_id, prompt, path, created_at) "
+                         "VALUES (?, 'web:1', NULL, ?, ?, ?)",
+                         [(a.id, a.prompt, a.path, a.created_at) for a in (first, edit)]
+                         + [(gone, "lost", "/nowhere.png", "2025-01-01T00:00:00+00:00")])
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()
+        conn.close()
+
+    await asyncio.to_thread(write_v2)
+    async with open_service(config) as service:  # start-up: recover, then backfill
+        rows = {row.artifact_id: row for row in (await service.gallery(GalleryQuery())).images}
+        lineage = await service.lineage(first.id)
+        assert await service.backfill() == 0  # done once; the row whose files are gone stays as it was
+        filters = await service.gallery_filters()
+    assert (rows[first.id].provider, rows[first.id].model, rows[first.id].width, rows[first.id].height) == (
+        "gemini", "imagen", 40, 30)
+    assert (rows[edit.id].provider, rows[edit.id].parent_id, rows[edit.id].width) == ("openai", first.id, 20)
+    assert (rows[gone].provider, rows[gone].width) == ("", 0)
+    assert [row.artifact_id for row in lineage.descendants] == [edit.id]
+    assert filters.providers == ["gemini", "openai"] and filters.platforms == ["web"]
