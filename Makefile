@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench screenshots clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ test: install lint typecheck
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# The pictures in docs/web.md, taken by the browser tests (needs chromium).
+screenshots: install
+	PIXBOT_SCREENSHOTS=docs/images PIXBOT_REQUIRE_BROWSER=1 $(BIN)/pytest -p no:xdist tests/web/test_browser.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -89,10 +89,11 @@ def enabled_front_ends(config: AppConfig) -> dict[str, FrontEnd]:
         from bots.discord import run_discord
 
         front_ends["discord"] = run_discord
-    if config.bots.api.enabled:
-        from bots.http_api import run_api
+    if config.bots.web.enabled or config.bots.api.enabled:
+        from bots.web import run_server
 
-        front_ends["api"] = run_api
+        # One server: the studio's pages and the API under /v1 (either may be off).
+        front_ends["web"] = run_server
     return front_ends
 
 
@@ -118,12 +119,12 @@ async def run_front_ends(config: AppConfig, front_ends: dict[str, FrontEnd],
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:
-        async with open_service(config) as service:
+        async with open_service(config) as service, AsyncExitStack() as clients:
             with frozen_startup_heap():
                 async with asyncio.TaskGroup() as group:
+                    launcher = Launcher(config, service, stop, group, clients)
                     for name, start in front_ends.items():
-                        log.info("starting %s front-end", name)
-                        group.create_task(start(config, service, stop), name=f"front-end:{name}")
+                        launcher.start(name, start)
                     if config.storage.retention_days:
                         group.create_task(_retention(service, stop), name="retention")
     except BaseExceptionGroup as failed:
@@ -139,6 +140,64 @@ async def run_front_ends(config: AppConfig, front_ends: dict[str, FrontEnd],
                 loop.remove_signal_handler(sig)
 
 
+class Launcher:
+    """Starts front-ends, also later: the studio's set-up page saves a config, the service takes its
+    providers, and a bot whose token was just set starts without a restart."""
+
+    def __init__(self, config: AppConfig, service: ImageService, stop: asyncio.Event, group: asyncio.TaskGroup,
+                 clients: AsyncExitStack) -> None:
+        self.config, self.service, self.stop, self.group, self.clients = config, service, stop, group, clients
+        self.running: set[str] = set()
+
+    def start(self, name: str, start: FrontEnd) -> asyncio.Task[None]:
+        log.info("starting %s front-end", name)
+        self.running.add(name)
+        work = (start(self.config, self.service, self.stop, reconfigure=self.reconfigure)  # type: ignore[call-arg]
+                if name == "web" else start(self.config, self.service, self.stop))
+        return self.group.create_task(work, name=f"front-end:{name}")
+
+    async def reconfigure(self) -> list[str]:
+        """Load the config file again and apply what can change while running; say what happened."""
+        from core.config_file import load_config
+
+        config = await asyncio.to_thread(load_config, self.config.config_path, env_file=None)
+        # Clients of the providers replaced stay open until the process stops: jobs running now use them.
+        self.service.reconfigure(config, build_providers(config, self.clients))
+        said = [f"New requests use {config.image.provider} / {config.image.model}."]
+        previous, self.config = self.config, config
+        for name in ("telegram", "discord"):
+            if name in self.running and getattr(previous.bots, name).token != getattr(config.bots, name).token:
+                said.append(f"Restart pixbot to use the new {name.capitalize()} token.")
+        for name, start in enabled_front_ends(config).items():
+            if name not in self.running:
+                said.append(await self._start_late(name, start))
+        return said
+
+    async def _start_late(self, name: str, start: FrontEnd) -> str:
+        """A bot set up while running: one that cannot start (a refused token) is reported, and the
+        rest of the process carries on (at start-up the same failure stops everything)."""
+        log.info("starting %s front-end", name)
+        self.running.add(name)
+        task = self.group.create_task(self._guarded(name, start(self.config, self.service, self.stop)),
+                                      name=f"front-end:{name}")
+        done, _ = await asyncio.wait([task], timeout=LATE_START_CHECK_S)
+        failure = task.result() if done else None
+        if failure is not None:
+            return f"The {name.capitalize()} bot did not start: {failure}"
+        return f"The {name.capitalize()} bot started."
+
+    async def _guarded(self, name: str, work: Coroutine[Any, Any, None]) -> str | None:
+        try:
+            await work
+        except Exception as exc:
+            self.running.discard(name)
+            log.error("the %s front-end stopped: %s", name, exc, exc_info=None if isinstance(exc, PixbotError) else exc)
+            return exc.public_message if isinstance(exc, PixbotError) and exc.category != "internal" else str(exc)
+        return None
+
+
+#: How long a bot started from the set-up page is watched for an immediate failure (a refused token).
+LATE_START_CHECK_S = 3.0
 #: How often a running bot applies ``storage.retentionDays``.
 RETENTION_EVERY_S = 6 * 3600
 

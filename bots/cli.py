@@ -108,7 +108,7 @@ async def _run(config: AppConfig, args: argparse.Namespace) -> int:
     if not front_ends:
         raise _UsageError(
             "nothing to run: set bots.telegram.token (or TELEGRAM_BOT_TOKEN), bots.discord.token "
-            "(or DISCORD_BOT_TOKEN), or bots.api.enabled in the config file")
+            "(or DISCORD_BOT_TOKEN), bots.web.enabled (the studio) or bots.api.enabled in the config file")
     await run_front_ends(config, front_ends)
     return 0
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from core.config import AppConfig
 from core.errors import PixbotError
-from core.provider import ProviderRequest
+from core.provider import ImageProvider, ProviderRequest
 from core.service import ImageService
 
-__all__ = ["diagnose", "render"]
+__all__ = ["diagnose", "ping_provider", "render"]
 
 
 async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = False) -> dict[str, Any]:
@@ -28,13 +28,8 @@ async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = Fal
             "missing": missing, "capabilities": adapter.capabilities(model).to_dict(),
         }
         if ping and not missing and name in in_use:
-            try:
-                caps = adapter.capabilities(model)
-                await adapter.generate(ProviderRequest(prompt="a small red square", model=model,
-                                                       size=_smallest(caps.sizes)))
-                row["ping"] = "ok"
-            except PixbotError as exc:
-                row["ping"] = f"{exc.category}: {exc}"
+            failure = await ping_provider(adapter, model)
+            row["ping"] = "ok" if failure is None else f"{failure.category}: {failure}"
         providers.append(row)
     primary = next(p for p in providers if p["name"] == image.provider)
     problems = [f"the default provider {image.provider} is not configured: set {', '.join(primary['missing'])}"
@@ -55,6 +50,16 @@ async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = Fal
         "access": _access(config),
         "providers": providers,
     }
+
+
+async def ping_provider(adapter: ImageProvider, model: str) -> PixbotError | None:
+    """One small generation (billed like any image): None when it worked, else the classified error."""
+    try:
+        caps = adapter.capabilities(model)
+        await adapter.generate(ProviderRequest(prompt="a small red square", model=model, size=_smallest(caps.sizes)))
+    except PixbotError as exc:
+        return exc
+    return None
 
 
 def _smallest(sizes: frozenset[str] | None) -> str | None:

@@ -34,7 +34,7 @@ from core.models import Artifact, ChatRef, ImageRequest, Reference, SlotError
 from core.net import is_loopback_host
 from core.service import ImageService
 
-__all__ = ["API_CONFIG", "SERVICE", "artifact_signature", "make_app", "run_api"]
+__all__ = ["API_CONFIG", "SERVICE", "artifact_signature", "make_api", "make_app", "run_api"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ API_CONFIG = web.AppKey("pixbot_api_config", ApiConfig)
 _JSON_MAX = 1024 * 1024  # a generation body carries no images
 _TEXT_FIELD_MAX = 256 * 1024
 _CHUNK = 256 * 1024
-_OPEN_PATHS = frozenset({"/healthz"})
 _INLINE_ENCODE_BYTES = 256 * 1024
 _Body = TypeVar("_Body", bound=BaseModel)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -55,43 +54,40 @@ def artifact_signature(api_key: str, artifact_id: str) -> str:
     return hmac.new(api_key.encode(), artifact_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def make_app(config: AppConfig, service: ImageService) -> web.Application:
-    """The API as an aiohttp application; ``run_api`` serves it, tests may too."""
-    api = config.bots.api
-    app = web.Application(middlewares=[_border], client_max_size=api.max_body_bytes)
+def make_api(config: AppConfig, service: ImageService) -> web.Application:
+    """The API's routes, mounted under ``/v1`` of the server (``bots.web.server``)."""
+    app = web.Application(middlewares=[_border], client_max_size=config.bots.api.max_body_bytes)
     app[SERVICE] = service
-    app[API_CONFIG] = api
-    app.router.add_post("/v1/images/generations", _generations)
-    app.router.add_post("/v1/images/edits", _edits)
-    app.router.add_get("/v1/models", _models)
-    app.router.add_get("/v1/artifacts/{artifact_id}", _artifact)
-    app.router.add_get("/healthz", _healthz)
+    app[API_CONFIG] = config.bots.api
+    app.router.add_post("/images/generations", _generations)
+    app.router.add_post("/images/edits", _edits)
+    app.router.add_get("/models", _models)
+    app.router.add_get("/artifacts/{artifact_id}", _artifact)
     return app
 
 
+def make_app(config: AppConfig, service: ImageService) -> web.Application:
+    """The API alone as a served application (``/v1`` and ``/healthz``), as ``pixbot serve`` runs it."""
+    from bots.web.server import make_server
+
+    return make_server(_api_only(config), service)
+
+
 async def run_api(config: AppConfig, service: ImageService, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set, then stop accepting, let requests finish briefly, and return."""
+    """``pixbot serve``: the API alone, until ``stop``."""
+    from bots.web.server import run_server
+
     api = config.bots.api
     if not is_loopback_host(api.host) and not api.api_key:
-        raise ConfigError(f"bots.api.host {api.host!r} is not loopback; set bots.api.apiKey to expose "
-                          "the API")
-    runner = web.AppRunner(make_app(config, service), access_log=None, shutdown_timeout=5.0)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, api.host, api.port, shutdown_timeout=5.0)
-        try:
-            await site.start()
-        except (OSError, OverflowError) as exc:  # in use, not an address of this machine, port out of range
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise ConfigError(f"cannot listen on {api.host}:{api.port} (bots.api.host and port): {reason}") from None
-        for address in runner.addresses:
-            host, port = address[0], address[1]
-            shown = f"[{host}]" if ":" in host else host
-            log.info("pixbot API listening on http://%s:%d/v1 (auth %s)", shown, port,
-                     "on" if api.api_key else "off")
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+        raise ConfigError(f"bots.api.host {api.host!r} is not loopback; set bots.api.apiKey to expose the API")
+    await run_server(_api_only(config), service, stop)
+
+
+def _api_only(config: AppConfig) -> AppConfig:
+    bots = config.bots
+    return config.model_copy(update={"bots": bots.model_copy(update={
+        "api": bots.api.model_copy(update={"enabled": True}),
+        "web": bots.web.model_copy(update={"enabled": False})})})
 
 
 @web.middleware
@@ -125,7 +121,7 @@ async def _border(request: web.Request, handler: _Handler) -> web.StreamResponse
 
 def _check_auth(request: web.Request) -> None:
     key = request.app[API_CONFIG].api_key
-    if not key or request.path in _OPEN_PATHS:
+    if not key:
         return
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), key.encode()):
@@ -320,6 +316,3 @@ async def _artifact(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type=artifact.mime,
                         headers={"Cache-Control": "private, max-age=86400, immutable"})
 
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})

@@ -30,6 +30,7 @@ __all__ = [
     "ProviderConfig",
     "StorageConfig",
     "TelegramConfig",
+    "WebConfig",
     "parse_ratio",
 ]
 
@@ -258,15 +259,24 @@ class ApiConfig(_OwnBlock):
 
     @model_validator(mode="after")
     def _public_needs_key(self) -> ApiConfig:
-        if not is_loopback_host(self.host) and not self.api_key:
+        if self.enabled and not is_loopback_host(self.host) and not self.api_key:
             raise ValueError(f"host {self.host!r} is not loopback; set bots.api.apiKey to expose the API")
         return self
+
+
+class WebConfig(_OwnBlock):
+    """The studio: web pages served with the API on ``bots.api.host``/``port``."""
+
+    enabled: bool = True
+    #: The sign-in token; unset, one is generated once and kept in the data dir (mode 0600).
+    token: str | None = Field(default=None, repr=False)
 
 
 class BotsConfig(_OwnBlock):
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     discord: DiscordConfig = Field(default_factory=DiscordConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
 
 class StorageConfig(_OwnBlock):

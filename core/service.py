@@ -108,6 +108,14 @@ class ImageService(Browsing):
         """``tools.imageGeneration.maxImagesPerTurn``: the most images one request may ask for."""
         return self.config.image.max_images_per_turn
 
+    def reconfigure(self, config: AppConfig, providers: Mapping[str, ImageProvider]) -> None:
+        """Take a new config and its providers (the studio's set-up page saved one): new jobs use them,
+        running jobs finish with the adapters they started with. Storage settings need a restart."""
+        self.config = config
+        self.providers = dict(providers)
+        for name in self.providers:
+            self._semaphores.setdefault(name, asyncio.Semaphore(config.limits.concurrency))
+
     def running_jobs(self, chat_key: str | None = None) -> list[str]:
         if chat_key is None:
             return list(self._active)

@@ -93,7 +93,8 @@ class ChatFlow:
         if ask.note:
             origin["note"] = ask.note
         return ImageRequest(ask.prompt, chat, references, aspect_ratio=ask.aspect_ratio, size=ask.size,
-                            count=ask.count, mode=ask.mode, origin=origin)
+                            count=ask.count, provider=ask.provider, model=ask.model, mode=ask.mode,
+                            origin=origin, include_last=ask.include_last)
 
     def _explain(self, surface: ChatSurface, exc: Exception) -> str:
         if isinstance(exc, PixbotError):

@@ -31,6 +31,11 @@ class Ask:
     count: int | None = None
     #: What kind of answer this is, shown with the result ("🔁 Again", "📐 16:9").
     note: str | None = None
+    #: A provider and model the asker chose (None: the configured default chain).
+    provider: str | None = None
+    model: str | None = None
+    #: Edit the chat's last image too (a follow-up in a thread), before ``references``.
+    include_last: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,8 @@ class DiscordHarness:
             "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 8,
                                           "defaultImageSize": ""},
                       "ssrfWhitelist": ["127.0.0.0/8"]},
-            "bots": {"discord": discord_block},
+            # ``pixbot run`` in a test serves no studio (its default port may be taken by a parallel test).
+            "bots": {"discord": discord_block, "web": {"enabled": False}},
             "limits": {"perUserDaily": 0},
             "storage": {"dataDir": str(self.tmp_path / "data")},
         }

@@ -364,12 +364,13 @@ async def test_doctor_lists_every_provider_without_calling_any_and_ping_calls_on
 
 
 async def test_run_with_no_front_end_enabled_says_what_to_configure(cli: Cli) -> None:
-    config = cli.write_config({"bots": {"api": {"enabled": False}}})
+    config = cli.write_config({"bots": {"api": {"enabled": False}, "web": {"enabled": False}}})
     result = await cli.run("run", config=config)
     assert result.code == 2, result
     lines = result.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result
-    for key in ("bots.telegram.token", "TELEGRAM_BOT_TOKEN", "bots.discord.token", "bots.api.enabled"):
+    for key in ("bots.telegram.token", "TELEGRAM_BOT_TOKEN", "bots.discord.token", "bots.web.enabled",
+                "bots.api.enabled"):
         assert key in lines[0]
 
 
