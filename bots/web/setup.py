@@ -49,8 +49,8 @@ def _providers(service: ImageService) -> list[dict[str, Any]]:
             "name": name, "model": model, "api_base": configured.api_base or "",
             "key_hint": secret_hint(configured.api_key), "ready": not adapter.missing(),
             "edits": caps.edits, "references": caps.max_references,
-            "ratios": "any" if caps.ratios is None else (", ".join(sorted(caps.ratios)) or "fixed"),
-            "sizes": "any" if caps.sizes is None else (", ".join(sorted(caps.sizes)) or "fixed"),
+            "ratios": "any" if caps.ratios is None else (", ".join(sorted(caps.ratios)) or "model decides"),
+            "sizes": "any" if caps.sizes is None else (", ".join(sorted(caps.sizes)) or "model decides"),
         })
     return rows
 
