@@ -41,11 +41,13 @@ def _thumbnail(store: ArtifactStore, path: Path, box: int) -> bytes:
     image = path.resolve()
     if not image.is_relative_to(store.media_root):
         raise InvalidRequest("That image is not in the bot's media folder.", detail=str(path))
-    cached = thumbnail_path(image)
-    try:
-        return cached.read_bytes()
-    except FileNotFoundError:
-        pass
+    # Only the standard size is cached (one file beside the image); another box is made each time.
+    cached = thumbnail_path(image) if box == BOX else None
+    if cached is not None:
+        try:
+            return cached.read_bytes()
+        except FileNotFoundError:
+            pass
     try:
         data = _render(image, box)
     except FileNotFoundError as exc:
@@ -53,6 +55,8 @@ def _thumbnail(store: ArtifactStore, path: Path, box: int) -> bytes:
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InternalError("The thumbnail could not be made. It has been logged; please try again.",
                             detail=f"{path}: {type(exc).__name__}: {exc}") from exc
+    if cached is None:
+        return data
     try:
         atomic_write(cached, data)  # two requests at once both write the same bytes: either rename wins
     except OSError as exc:  # a read-only folder still gets its thumbnail, made again next time

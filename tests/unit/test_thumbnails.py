@@ -60,6 +60,9 @@ async def test_a_cached_thumbnail_is_served_as_it_is(store: ArtifactStore) -> No
     artifact = await _save(store, png_bytes(500, 500))
     thumbnail_path(Path(artifact.path)).write_bytes(b"cached")
     assert await thumbnail(store, artifact) == b"cached"
+    # Only the standard size is cached: another box is made from the image, never the cached file.
+    assert _open(await thumbnail(store, artifact, box=64)).size == (64, 64)
+    assert thumbnail_path(Path(artifact.path)).read_bytes() == b"cached"
 
 
 async def test_other_box_sizes_and_small_images_are_never_enlarged(store: ArtifactStore) -> None:
