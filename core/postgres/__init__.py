@@ -9,8 +9,9 @@ in the statement that writes it, and orphaned jobs are claimed with ``FOR UPDATE
 Failures of the database or the connection surface as ``core.errors.InternalError``.
 
 Searching folds case with PostgreSQL's ``lower`` under the ICU root collation where the server has ICU
-(else the database's own): for nearly every text that is Python's ``casefold``, which SQLite's search
-uses; a few special foldings (``ß`` ↔ ``ss``) differ.
+(else the database's own, which in a "C" database folds ASCII only), with ``ß`` → ``ss`` and ``ς`` → ``σ``:
+that is Python's ``casefold`` (SQLite's search) for all but rare characters (ligatures such as ``ﬁ``,
+Cherokee, ``µ``/``ſ`` and the like), which then match only as typed.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class PostgresStores:
             pool.terminate()
             raise
         fold = f'lower({{}} COLLATE "{_ICU_ROOT}")' if has_icu else "lower({})"
+        fold = f"replace(replace({fold}, 'ß', 'ss'), 'ς', 'σ')"  # the foldings German and Greek text meets
         stores = cls(pool, PostgresChatState(pool, fold), PostgresJobLedger(pool))
         stores.migrated = migrated
         return stores
