@@ -1,12 +1,14 @@
 """The storage protocols (core/stores.py) on PostgreSQL, for several pixbot processes sharing one database.
 
 ``stores = await open_postgres(url)`` opens a small asyncpg pool, migrates the schema (see ``schema``) and
-gives ``stores.state`` (a ``StateStore``) and ``stores.jobs`` (a ``JobStore``) on it; ``await stores.close()``
-or ``async with stores:`` ends it. It behaves as the SQLite engine does (``tests/storage`` runs the same
-tests on both), with PostgreSQL's own primitives for what must hold across processes: quotas are one
-``INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING``, a job's transitions read its row ``FOR UPDATE``
-in the statement that writes it, and orphaned jobs are claimed with ``FOR UPDATE SKIP LOCKED``.
-Failures of the database or the connection surface as ``core.errors.InternalError``.
+gives ``stores.state`` (a ``StateStore``), ``stores.jobs`` (a ``JobStore``) and ``stores.coordination`` (a
+``CoordinationStore``) on it; ``await stores.close()`` or ``async with stores:`` ends it. It behaves as the
+SQLite engine does (``tests/storage`` runs the same tests on both), with PostgreSQL's own primitives for what
+must hold across processes: quotas are one ``INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING``, a job's
+transitions read its row ``FOR UPDATE`` in the statement that writes it, orphaned jobs and stored jobs to
+deliver are claimed with ``FOR UPDATE SKIP LOCKED``, things done once rest on ``INSERT … ON CONFLICT DO
+NOTHING``, and a lease is decided under its row's lock. Failures of the database or the connection surface
+as ``core.errors.InternalError``.
 
 Searching folds case with PostgreSQL's ``lower`` under the ICU root collation where the server has ICU
 (else the database's own, which in a "C" database folds ASCII only), with ``ß`` → ``ss`` and ``ς`` → ``σ``:
@@ -20,13 +22,15 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
+from core.postgres.coordination import PostgresCoordination
 from core.postgres.jobs import PostgresJobLedger
 from core.postgres.pool import Pool
 from core.postgres.schema import SCHEMA_VERSION, migrate
 from core.postgres.state import PostgresChatState
-from core.stores import JobStore, StateStore
+from core.stores import CoordinationStore, JobStore, StateStore
 
-__all__ = ["SCHEMA_VERSION", "Opening", "PostgresChatState", "PostgresJobLedger", "PostgresStores", "open_postgres"]
+__all__ = ["SCHEMA_VERSION", "Opening", "PostgresChatState", "PostgresCoordination", "PostgresJobLedger",
+           "PostgresStores", "open_postgres"]
 
 #: Connections per process: every call holds one for a single statement, so a few serve many tasks.
 POOL_MIN: Final = 1
@@ -36,14 +40,16 @@ _ICU_ROOT: Final = "und-x-icu"
 
 
 class PostgresStores:
-    """The PostgreSQL engine: ``state`` and ``jobs`` on one pool. Build it with ``await PostgresStores.open(url)``
-    (or ``open_postgres``)."""
+    """The PostgreSQL engine: ``state``, ``jobs`` and ``coordination`` on one pool. Build it with
+    ``await PostgresStores.open(url)`` (or ``open_postgres``)."""
 
-    def __init__(self, pool: Pool, state: PostgresChatState, jobs: PostgresJobLedger) -> None:
+    def __init__(self, pool: Pool, state: PostgresChatState, jobs: PostgresJobLedger,
+                 coordination: PostgresCoordination) -> None:
         self._pool = pool
         self._closed = False
         self.state = state
         self.jobs = jobs
+        self.coordination = coordination
         #: The database's schema version (this code's: ``open`` migrated it, or refused it).
         self.schema_version = SCHEMA_VERSION
         #: The schema versions this open applied (empty when the database was up to date).
@@ -64,7 +70,7 @@ class PostgresStores:
             raise
         fold = f'lower({{}} COLLATE "{_ICU_ROOT}")' if has_icu else "lower({})"
         fold = f"replace(replace({fold}, 'ß', 'ss'), 'ς', 'σ')"  # the foldings German and Greek text meets
-        stores = cls(pool, PostgresChatState(pool, fold), PostgresJobLedger(pool))
+        stores = cls(pool, PostgresChatState(pool, fold), PostgresJobLedger(pool), PostgresCoordination(pool))
         stores.migrated = migrated
         return stores
 
@@ -108,11 +114,12 @@ class Opening:
 def open_postgres(url: str, *, min_size: int = POOL_MIN, max_size: int = POOL_MAX) -> Opening:
     """Open the PostgreSQL engine at ``url`` (``postgresql://user:password@host:port/database``), migrated:
     ``stores = await open_postgres(url)`` … ``await stores.close()``, or
-    ``async with open_postgres(url) as stores:``. ``stores.state`` and ``stores.jobs`` are the stores."""
+    ``async with open_postgres(url) as stores:``. ``stores.state``, ``stores.jobs`` and ``stores.coordination``
+    are the stores."""
     return Opening(url, min_size, max_size)
 
 
 if TYPE_CHECKING:
-    def _implements_the_protocols(stores: PostgresStores) -> tuple[StateStore, JobStore]:
+    def _implements_the_protocols(stores: PostgresStores) -> tuple[StateStore, JobStore, CoordinationStore]:
         """Never called: ``mypy core`` proves the PostgreSQL engine fits the seam the service uses."""
-        return stores.state, stores.jobs
+        return stores.state, stores.jobs, stores.coordination

@@ -3,8 +3,10 @@
 A transition that depends on the job's current state reads it ``FOR UPDATE`` in a CTE of the statement
 that writes it, so it is decided on the latest committed row and nothing else changes the job meanwhile;
 the old status comes back with the new row, and the error to raise (unknown job, illegal move) is worked
-out from it afterwards, nothing having been written. ``settle_orphans`` claims its jobs with
-``FOR UPDATE SKIP LOCKED``: two processes sweeping at once split the orphans, and each is settled once.
+out from it afterwards, nothing having been written. ``settle_orphans`` and ``claim_deliveries`` claim
+their jobs with ``FOR UPDATE SKIP LOCKED``: two processes sweeping at once split the jobs, and each is
+taken once. ``claim_announcements`` is one ``UPDATE … WHERE announce IS NOT NULL RETURNING``: a concurrent
+claim waits for the row, re-reads it, finds it taken and passes it by.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 from typing import Any, Final
 
@@ -189,13 +191,16 @@ class PostgresJobLedger:
         return [_record(row) for row in await self._pool.fetch(f"SELECT * FROM jobs WHERE {_UNSETTLED} ORDER BY seq")]
 
     async def renew(self, owner: str, lease_s: float) -> int:
+        """Extend the lease of every job ``owner`` runs or is delivering; returns how many."""
         return rowcount(await self._pool.execute(
-            f"UPDATE jobs SET lease_until = $1 WHERE owner = $2 AND {_UNSETTLED}", _lease_until(lease_s), owner))
+            f"UPDATE jobs SET lease_until = $1 WHERE owner = $2 AND ({_UNSETTLED} OR status = 'stored')",
+            _lease_until(lease_s), owner))
 
     async def settle_orphans(self, owner: str, is_dead: OwnerCheck,
                              reason: str = "interrupted by a restart") -> list[JobRecord]:
         """One transaction: lock the unsettled jobs of other owners that no one else holds (``SKIP LOCKED``:
-        a concurrent sweep takes the others), settle those whose lease lapsed or whose owner is dead."""
+        a concurrent sweep takes the others), settle those whose lease lapsed or whose owner is dead. Those
+        failed (no images) are marked for ``claim_announcements``: their chat still has to hear of it."""
         settled: list[tuple[str, JobRecord]] = []
         async with self._pool.transaction() as conn:
             rows = await conn.fetch(f"SELECT * FROM jobs WHERE {_UNSETTLED} AND owner IS DISTINCT FROM $1 "
@@ -216,7 +221,8 @@ class PostgresJobLedger:
                 old = {job.id: job.status for job in chosen}
                 updated = await conn.fetch(
                     "UPDATE jobs SET status = CASE WHEN id = ANY($2::text[]) THEN 'stored' ELSE 'failed' END, "
-                    "error = CASE WHEN id = ANY($2::text[]) THEN error ELSE $3 END, updated_at = $4 "
+                    "error = CASE WHEN id = ANY($2::text[]) THEN error ELSE $3 END, updated_at = $4, "
+                    "announce = CASE WHEN id = ANY($2::text[]) THEN announce ELSE 'interrupted' END "
                     "WHERE id = ANY($1::text[]) RETURNING *",
                     list(old), [job.id for job in chosen if job.artifact_ids], reason, utc_timestamp())
                 for row in sorted(updated, key=lambda r: int(r["seq"])):
@@ -224,6 +230,39 @@ class PostgresJobLedger:
         for status, job in settled:
             _log_change(job, status)
         return [job for _, job in settled]
+
+    async def claim_deliveries(self, owner: str, lease_s: float, platform: str, is_dead: OwnerCheck,
+                               skip: Collection[str] = ()) -> list[JobRecord]:
+        """One transaction: lock the stored jobs of ``platform`` no one else is claiming or settling
+        (``SKIP LOCKED``), take those not held by a live lease of another owner, nor in ``skip``."""
+        low, high = platform_range(platform)
+        async with self._pool.transaction() as conn:
+            rows = await conn.fetch("SELECT * FROM jobs WHERE status = 'stored' AND chat_key >= $1 AND chat_key < $2 "
+                                    "ORDER BY seq FOR UPDATE SKIP LOCKED", low, high)
+            now = utc_timestamp()  # after the locks are ours
+            dead: dict[str, bool] = {}  # one check per owner
+            chosen: list[str] = []
+            for job in map(_record, rows):
+                if job.id in skip:
+                    continue
+                if job.owner is not None and job.owner != owner and job.lease_until is not None \
+                        and job.lease_until >= now:  # held by another owner: is it gone?
+                    if job.owner not in dead:
+                        dead[job.owner] = is_dead(job.owner)
+                    if not dead[job.owner]:
+                        continue
+                chosen.append(job.id)
+            if not chosen:
+                return []
+            claimed = await conn.fetch("UPDATE jobs SET owner = $2, lease_until = $3 WHERE id = ANY($1::text[]) "
+                                       "RETURNING *", chosen, owner, _lease_until(lease_s))
+        return [_record(row) for row in sorted(claimed, key=lambda r: int(r["seq"]))]
+
+    async def claim_announcements(self, platform: str) -> list[JobRecord]:
+        rows = await self._pool.fetch(
+            "WITH told AS (UPDATE jobs SET announce = NULL WHERE announce IS NOT NULL AND chat_key >= $1 "
+            "AND chat_key < $2 RETURNING *) SELECT * FROM told ORDER BY seq", *platform_range(platform))
+        return [_record(row) for row in rows]
 
     async def forget_before(self, day: date) -> int:
         return rowcount(await self._pool.execute(

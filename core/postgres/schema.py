@@ -87,8 +87,22 @@ _GALLERY_V3: Final = (
     "CREATE INDEX artifacts_by_provider ON artifacts (provider, seq)",
     "CREATE INDEX jobs_by_chat ON jobs (chat_key, seq)",
 )
+# Version 4: what several processes agree on (see core/db.py): the deployment's facts, things done once,
+# named roles one process holds at a time, who is alive; a job's ``announce``, a chat still to be told.
+_COORDINATION_V4: Final = (
+    f"CREATE TABLE meta (key {_TEXT} PRIMARY KEY, value {_TEXT} NOT NULL)",
+    f"CREATE TABLE once_keys (key {_TEXT} PRIMARY KEY, created_at {_TEXT} NOT NULL)",
+    f"CREATE TABLE leases (name {_TEXT} PRIMARY KEY, owner {_TEXT} NOT NULL, lease_until {_TEXT} NOT NULL)",
+    f"""CREATE TABLE processes (
+        owner {_TEXT} PRIMARY KEY,
+        roles {_TEXT} NOT NULL,
+        started_at {_TEXT} NOT NULL,
+        seen_at {_TEXT} NOT NULL)""",
+    f"ALTER TABLE jobs ADD COLUMN announce {_TEXT}",
+    "CREATE INDEX jobs_to_announce ON jobs (chat_key) WHERE announce IS NOT NULL",
+)
 #: _MIGRATIONS[n] takes a database from version n to n + 1.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2, _GALLERY_V3)
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2, _GALLERY_V3, _COORDINATION_V4)
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 _VERSION_TABLE: Final = f"""CREATE TABLE IF NOT EXISTS schema_version (

@@ -1,5 +1,6 @@
 """The PostgreSQL schema's migrations (core/postgres/schema.py) against a real server: processes starting
-together migrate once, a reopen changes nothing, a newer schema is refused, failures are InternalError."""
+together migrate once, a reopen changes nothing, older databases are migrated step by step with their rows,
+a newer schema is refused, failures are InternalError."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from core import db
 from core.errors import InternalError
 from core.postgres import SCHEMA_VERSION, PostgresStores, open_postgres
 from core.postgres.schema import _MIGRATIONS, MIGRATION_LOCK
@@ -21,6 +23,27 @@ async def _versions(url: str) -> list[tuple[int, str]]:
     try:
         return [(row["version"], row["applied_at"])
                 for row in await conn.fetch("SELECT version, applied_at FROM schema_version ORDER BY version")]
+    finally:
+        await conn.close()
+
+
+def test_version_numbers_mean_the_same_schema_in_both_engines() -> None:
+    assert SCHEMA_VERSION == db.SCHEMA_VERSION == len(_MIGRATIONS)
+
+
+async def _at_version(url: str, version: int, *rows: str) -> None:
+    """Leave the database as a pixbot of schema ``version`` would have, holding ``rows`` (SQL inserts)."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            for step in _MIGRATIONS[:version]:
+                for statement in step:
+                    await conn.execute(statement)
+            await conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for applied in range(1, version + 1):
+                await conn.execute("INSERT INTO schema_version VALUES ($1, 'then')", applied)
+            for row in rows:
+                await conn.execute(row)
     finally:
         await conn.close()
 
@@ -57,21 +80,35 @@ async def test_reopening_an_up_to_date_database_changes_nothing(postgres_url: st
 
 async def test_an_older_database_is_migrated_step_by_step(postgres_url: str) -> None:
     """A database left at version 1 (an older pixbot) gets the later steps only, and keeps its rows."""
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        async with conn.transaction():
-            for statement in _MIGRATIONS[0]:
-                await conn.execute(statement)
-            await conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-            await conn.execute("INSERT INTO schema_version VALUES (1, 'then')")
-            await conn.execute("INSERT INTO artifacts (artifact_id, chat_key, prompt, path, created_at) "
-                               "VALUES ('img_000000000001', 'web:1', 'old', '/media/old.png', '2025-01-01')")
-    finally:
-        await conn.close()
+    await _at_version(postgres_url, 1, "INSERT INTO artifacts (artifact_id, chat_key, prompt, path, created_at) "
+                                       "VALUES ('img_000000000001', 'web:1', 'old', '/media/old.png', '2025-01-01')")
     async with open_postgres(postgres_url) as stores:
         assert stores.migrated == list(range(2, SCHEMA_VERSION + 1))
         (row,) = await stores.state.missing_details()  # from before the gallery's details: to be filled
         assert (row.artifact_id, row.provider, row.width) == ("img_000000000001", "", 0)
+
+
+async def test_a_version_3_database_gains_coordination_and_keeps_its_jobs(postgres_url: str) -> None:
+    """Version 4 adds the coordination tables and a job's ``announce``: jobs settled before it are not
+    announced again, a stored one is still delivered, and the new tables work at once."""
+    columns = ("(id, chat_key, status, prompt, requested, request, origin, artifact_ids, created_at, updated_at, "
+               "owner, lease_until)")
+    await _at_version(
+        postgres_url, 3,
+        f"INSERT INTO jobs {columns} VALUES ('job_stored', 'telegram:1', 'stored', 'a fox', 1, '{{}}', '{{}}', "
+        "'[\"img_000000000001\"]', '2025-01-01', '2025-01-01', 'Z', NULL)",
+        f"INSERT INTO jobs {columns} VALUES ('job_failed', 'telegram:1', 'failed', 'a cat', 1, '{{}}', '{{}}', "
+        "'[]', '2025-01-01', '2025-01-01', NULL, NULL)")
+    async with open_postgres(postgres_url) as stores:
+        assert stores.migrated == [4] and [v for v, _ in await _versions(postgres_url)] == [1, 2, 3, 4]
+        assert await stores.jobs.claim_announcements("telegram") == []
+        (claimed,) = await stores.jobs.claim_deliveries("me", 30, "telegram", lambda owner: False)
+        assert (claimed.id, claimed.owner, claimed.artifact_ids) == ("job_stored", "me", ("img_000000000001",))
+        assert await stores.coordination.claim_once("k") is True
+        assert await stores.coordination.setting("data_dir_id", "x") == "x"
+        assert await stores.coordination.hold_lease("poller", "me", 30, lambda owner: False) is True
+        await stores.coordination.heartbeat("me", ["web"], "2026-01-01T00:00:00.000+00:00")
+        assert [p.roles for p in await stores.coordination.live_processes(30)] == [("web",)]
 
 
 async def test_a_database_from_a_newer_pixbot_is_refused(postgres_url: str) -> None:

@@ -1,0 +1,76 @@
+"""What processes sharing the database agree on, on PostgreSQL: ``core.coordination.Coordination``'s behaviour.
+
+Things done once and the first setting written rest on the primary keys: ``INSERT … ON CONFLICT DO NOTHING``
+waits for a concurrent insert of the same key and then does nothing, so exactly one caller inserts. A lease
+is decided under its row's lock (``SELECT … FOR UPDATE`` in a transaction), the holder's liveness checked
+in Python meanwhile; two processes taking a free lease at once both insert, and the one that loses the
+conflict reads the winner's row and decides again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import date
+
+from core.coordination import lease_end, seen_since
+from core.db import utc_timestamp
+from core.postgres.pool import Pool, rowcount
+from core.stores import OwnerCheck, ProcessInfo
+
+__all__ = ["PostgresCoordination"]
+
+
+class PostgresCoordination:
+    """``CoordinationStore`` on PostgreSQL."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def setting(self, key: str, default: str) -> str:
+        value = await self._pool.fetchval(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING value", key, default)
+        if value is None:  # written before (or by a concurrent caller, committed by now): a new snapshot sees it
+            value = await self._pool.fetchval("SELECT value FROM meta WHERE key = $1", key)
+        return str(value)
+
+    async def claim_once(self, key: str) -> bool:
+        return rowcount(await self._pool.execute(
+            "INSERT INTO once_keys (key, created_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            key, utc_timestamp())) == 1
+
+    async def forget_once_before(self, day: date) -> int:
+        return rowcount(await self._pool.execute("DELETE FROM once_keys WHERE created_at < $1", day.isoformat()))
+
+    async def hold_lease(self, name: str, owner: str, lease_s: float, is_dead: OwnerCheck) -> bool:
+        async with self._pool.transaction() as conn:
+            while True:
+                row = await conn.fetchrow("SELECT owner, lease_until FROM leases WHERE name = $1 FOR UPDATE", name)
+                if row is None:  # free: the first insert takes it; a loser reads the winner's row next round
+                    if rowcount(await conn.execute(
+                            "INSERT INTO leases (name, owner, lease_until) VALUES ($1, $2, $3) "
+                            "ON CONFLICT (name) DO NOTHING", name, owner, lease_end(lease_s))):
+                        return True
+                    continue
+                if row["owner"] != owner and row["lease_until"] >= utc_timestamp() and not is_dead(row["owner"]):
+                    return False
+                await conn.execute("UPDATE leases SET owner = $2, lease_until = $3 WHERE name = $1",
+                                   name, owner, lease_end(lease_s))
+                return True
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._pool.execute("DELETE FROM leases WHERE name = $1 AND owner = $2", name, owner)
+
+    async def heartbeat(self, owner: str, roles: Sequence[str], started_at: str) -> None:
+        await self._pool.execute(
+            "INSERT INTO processes (owner, roles, started_at, seen_at) VALUES ($1, $2, $3, $4) ON CONFLICT (owner) "
+            "DO UPDATE SET roles = excluded.roles, seen_at = excluded.seen_at",
+            owner, json.dumps(list(roles)), started_at, utc_timestamp())
+
+    async def live_processes(self, within_s: float) -> list[ProcessInfo]:
+        rows = await self._pool.fetch("SELECT owner, roles, started_at, seen_at FROM processes WHERE seen_at >= $1 "
+                                      "ORDER BY started_at, owner", seen_since(within_s))
+        return [ProcessInfo(r["owner"], tuple(json.loads(r["roles"])), r["started_at"], r["seen_at"]) for r in rows]
+
+    async def forget_process(self, owner: str) -> None:
+        await self._pool.execute("DELETE FROM processes WHERE owner = $1", owner)
