@@ -8,21 +8,23 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import secrets
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from core.artifacts import ArtifactStore
 from core.config import AppConfig
-from core.db import Database
 from core.download import ImageDownloader
-from core.errors import PixbotError
-from core.jobs import JobLedger
+from core.engines import open_storage
+from core.errors import ConfigError, PixbotError
 from core.net import create_client
 from core.provider import ImageProvider
 from core.service import ImageService
-from core.state import ChatState
+from core.watch import watch
 
 __all__ = ["FrontEnd", "build_providers", "enabled_front_ends", "open_service", "run_front_ends"]
 
@@ -64,9 +66,12 @@ async def open_service(config: AppConfig) -> AsyncIterator[ImageService]:
     async with AsyncExitStack() as stack:
         providers = build_providers(config, stack)
         store = ArtifactStore(config.media_dir, config.image.save_dir, max_pixels=config.limits.max_pixels)
-        db = await Database.open(config.state_path)
-        stack.push_async_callback(db.close)
-        service = ImageService(config, providers, store, ChatState(db), JobLedger(db))
+        storage = await stack.enter_async_context(open_storage(config))
+        service = ImageService(config, providers, store, storage.state, storage.jobs,
+                               coordination=storage.coordination)
+        service.storage_info = {"engine": storage.engine, "location": storage.location,
+                                "schema_version": storage.schema_version}
+        await _check_data_dir(config, service)
         swept = await store.sweep_temp()
         if swept:
             log.info("removed %d partial files left by a crash", swept)
@@ -76,6 +81,37 @@ async def open_service(config: AppConfig) -> AsyncIterator[ImageService]:
         if settled:
             log.info("settled %d jobs interrupted by the last shutdown", len(settled))
         yield service
+
+
+#: Names the data dir; the database remembers the first one it was used with.
+DATA_DIR_ID: Final = ".pixbot-data-id"
+
+
+async def _check_data_dir(config: AppConfig, service: ImageService) -> None:
+    """Every process must see the same data dir (the images): a process whose data dir is not the one
+    the database was first used with (a shared volume that failed to mount, another machine's folder)
+    stops instead of recording images the others cannot read."""
+    identity = await asyncio.to_thread(_data_dir_identity, config.data_dir / DATA_DIR_ID)
+    recorded = await service.deployment_setting("data_dir_id", identity)
+    if recorded != identity:
+        raise ConfigError(f"storage.dataDir {config.data_dir} is not the data directory this database was first "
+                          "used with: every pixbot process must see the same shared folder (is the shared volume "
+                          "mounted?). See docs/scaling.md.")
+
+
+def _data_dir_identity(path: Path) -> str:
+    """The data dir's id, made by the first process to look (the others read the winner's)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+        draft.write_text(secrets.token_hex(16) + "\n", encoding="utf-8")
+        try:
+            os.link(draft, path)  # appears whole, and only the first of several processes' drafts wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text(encoding="utf-8").strip()
 
 
 def enabled_front_ends(config: AppConfig) -> dict[str, FrontEnd]:
@@ -125,6 +161,7 @@ async def run_front_ends(config: AppConfig, front_ends: dict[str, FrontEnd],
                     launcher = Launcher(config, service, stop, group, clients)
                     for name, start in front_ends.items():
                         launcher.start(name, start)
+                    group.create_task(watch(service, stop), name="watch")
                     if config.storage.retention_days:
                         group.create_task(_retention(service, stop), name="retention")
     except BaseExceptionGroup as failed:

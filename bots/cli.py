@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="also generate one small image with each provider in use (billed by the provider)")
     doctor.add_argument("--json", action="store_true", help="print one JSON object")
 
+    command("migrate", "apply the state database's migrations now and print its engine and schema version")
+
     prune = command("prune", "delete stored images older than N days (default storage.retentionDays)")
     prune.add_argument("--days", type=int, default=None, help="keep images from the last N days")
 
@@ -90,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         handler = {"run": _run, "generate": _generate, "serve": _serve, "doctor": _doctor,
-                   "history": _history, "prune": _prune}[args.command]
+                   "history": _history, "prune": _prune, "migrate": _migrate}[args.command]
         return asyncio.run(handler(config, args))
     except (_UsageError, PixbotError) as exc:  # also start-up failures, e.g. a database from a newer pixbot
         # The operator runs the CLI: an internal failure's detail (already redacted) is theirs to see.
@@ -215,6 +217,16 @@ async def _history(config: AppConfig, args: argparse.Namespace) -> int:
         for e in entries:  # across chats (no --chat), each row says whose image it is
             chat = "" if args.chat else f"{e.chat_key}  "
             print(f"{e.artifact_id}  {chat}{e.created_at[:19]}  {e.prompt[:60]!r}  {e.path}")
+    return 0
+
+
+async def _migrate(config: AppConfig, args: argparse.Namespace) -> int:
+    """Every process also migrates at start (safely, when several start at once); this does it on its own,
+    e.g. before a rolling deployment, and says where the state is."""
+    from core.engines import open_storage
+
+    async with open_storage(config) as storage:
+        print(f"{storage.engine} {storage.location}: schema version {storage.schema_version} (up to date)")
     return 0
 
 

@@ -42,6 +42,9 @@ async def diagnose(config: AppConfig, service: ImageService, *, ping: bool = Fal
         "problems": problems,
         "config_path": str(config.config_path) if config.config_path else None,
         "data_dir": str(config.data_dir),
+        "storage": dict(service.storage_info),
+        "processes": [{"owner": p.owner, "roles": list(p.roles), "started_at": p.started_at, "seen_at": p.seen_at}
+                      for p in await service.processes()],
         "media_dir": str(config.media_dir),
         "default": {"provider": image.provider, "model": image.model, "aspect_ratio": image.default_aspect_ratio,
                     "size": image.default_image_size, "max_images_per_turn": image.max_images_per_turn,
@@ -108,6 +111,10 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"config:    {report['config_path'] or '(none: defaults)'}",
         f"data dir:  {report['data_dir']}",
+        *([f"storage:   {storage['engine']} {storage['location']} (schema {storage['schema_version']})"]
+          if (storage := report.get("storage")) else []),
+        *(f"process:   {p['owner']}  {', '.join(p['roles']) or 'no front-end'}  (up since {p['started_at'][:19]})"
+          for p in report.get("processes", ())),
         f"default:   {default['provider']} / {default['model']}  (ratio {default['aspect_ratio']}, size "
         f"{default['size']}, up to {default['max_images_per_turn']} per request)",
         "fallbacks: " + (", ".join(f"{f['provider']}/{f['model'] or 'default'}" for f in default["fallbacks"])

@@ -285,6 +285,15 @@ class StorageConfig(_OwnBlock):
     allowed_dirs: list[Path] = Field(default_factory=list)
     #: Delete stored images older than this many days (whole UTC days); 0 keeps everything.
     retention_days: int = Field(default=0, ge=0)
+    #: Unset: SQLite in the data dir (one machine). ``postgresql://…``: a database several processes share.
+    database_url: str | None = Field(default=None, repr=False)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (leave it unset for SQLite in the data dir)")
+        return value or None
 
 
 class LimitsConfig(_OwnBlock):

@@ -22,7 +22,7 @@ __all__ = ["SCHEMA_VERSION", "Database", "open_database", "utc_timestamp"]
 T = TypeVar("T")
 
 #: Bumped by every schema change; ``Database.open`` migrates older files step by step.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 _MEMORY: Final = ":memory:"
 _BUSY_TIMEOUT_MS: Final = 5000
 
@@ -93,8 +93,21 @@ _GALLERY_V3: Final = (
     "CREATE INDEX IF NOT EXISTS artifacts_by_provider ON artifacts (provider, seq)",
     "CREATE INDEX IF NOT EXISTS jobs_by_chat ON jobs (chat_key, seq)",
 )
+# Version 4: what several processes agree on. ``meta``: facts of the deployment (the data dir's identity);
+# ``once_keys``: things done once across processes (a Telegram update); ``leases``: named roles one process
+# holds at a time (the Telegram poller); ``processes``: who is alive, for ``pixbot doctor``; a job's
+# ``announce``: a chat that still has to hear its job was cut short (claimed by one process).
+_COORDINATION_V4: Final = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS once_keys (key TEXT PRIMARY KEY, created_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, lease_until TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS processes (owner TEXT PRIMARY KEY, roles TEXT NOT NULL, started_at TEXT NOT NULL,
+        seen_at TEXT NOT NULL)""",
+    "ALTER TABLE jobs ADD COLUMN announce TEXT",
+    "CREATE INDEX IF NOT EXISTS jobs_to_announce ON jobs (chat_key) WHERE announce IS NOT NULL",
+)
 #: _MIGRATIONS[n] takes a file from user_version n to n + 1.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2, _GALLERY_V3)
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2, _GALLERY_V3, _COORDINATION_V4)
 
 
 def utc_timestamp() -> str:

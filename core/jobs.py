@@ -6,7 +6,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -317,12 +317,12 @@ class JobLedger:
         return await self._db.run(lambda conn: _select(conn, _UNSETTLED, ()), write=False)
 
     async def renew(self, owner: str, lease_s: float) -> int:
-        """Extend the lease of every unsettled job ``owner`` holds; returns how many."""
+        """Extend the lease of every job ``owner`` runs or is delivering; returns how many."""
         until = _lease_until(lease_s)
 
         def tx(conn: sqlite3.Connection) -> int:
-            return conn.execute(f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND {_UNSETTLED}",
-                                (until, owner)).rowcount
+            return conn.execute(f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND ({_UNSETTLED} "
+                                "OR status = 'stored')", (until, owner)).rowcount
 
         return await self._db.run(tx)
 
@@ -347,7 +347,8 @@ class JobLedger:
                         continue
                 if job.artifact_ids:
                     updated = _write(conn, job.id, "stored", job.artifact_ids, job.error)
-                else:
+                else:  # its chat still has to hear about it: ``claim_announcements``
+                    conn.execute("UPDATE jobs SET announce = 'interrupted' WHERE id = ?", (job.id,))
                     updated = _write(conn, job.id, "failed", job.artifact_ids, reason)
                 settled.append((job.status, updated))
             return settled
@@ -356,6 +357,40 @@ class JobLedger:
         for old, job in settled:
             _log_change(job, old)
         return [job for _, job in settled]
+
+
+    async def claim_deliveries(self, owner: str, lease_s: float, platform: str, is_dead: OwnerCheck,
+                               skip: Collection[str] = ()) -> list[JobRecord]:
+        """Stored jobs of ``platform`` nobody is delivering (their owner is gone or its lease lapsed, or
+        they never had one), now held by ``owner`` for ``lease_s``, oldest first. Each job goes to one
+        caller; a job another live owner holds is left alone, and so are ``skip`` (the caller's own)."""
+        low, high = platform_range(platform)
+        until = _lease_until(lease_s)
+
+        def tx(conn: sqlite3.Connection) -> list[JobRecord]:
+            now = utc_timestamp()
+            claimed = []
+            for job in _select(conn, "status = 'stored' AND chat_key >= ? AND chat_key < ?", (low, high)):
+                held = job.owner is not None and job.lease_until is not None and job.lease_until >= now
+                if job.id in skip or (job.owner != owner and held and not is_dead(job.owner or "")):
+                    continue
+                conn.execute("UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?", (owner, until, job.id))
+                claimed.append(_fetch(conn, job.id))
+            return claimed
+
+        return await self._db.run(tx)
+
+    async def claim_announcements(self, platform: str) -> list[JobRecord]:
+        """Jobs of ``platform`` that settled without an image and whose chat has not heard so yet; each is
+        handed to one caller, once."""
+        low, high = platform_range(platform)
+
+        def tx(conn: sqlite3.Connection) -> list[JobRecord]:
+            jobs = _select(conn, "announce IS NOT NULL AND chat_key >= ? AND chat_key < ?", (low, high))
+            conn.executemany("UPDATE jobs SET announce = NULL WHERE id = ?", [(job.id,) for job in jobs])
+            return jobs
+
+        return await self._db.run(tx)
 
 
 if TYPE_CHECKING:

@@ -46,7 +46,8 @@ from core.past import PastRequest
 from core.provider import ImageProvider
 from core.references import ReferenceResolver
 from core.slots import JobRun, Progress, ProgressCallback
-from core.stores import ChatSettings, HistoryEntry, JobRecord, JobStore, StateStore
+from core.stores import ChatSettings, CoordinationStore, HistoryEntry, JobRecord, JobStore, StateStore
+from core.watch import Coordinating
 
 __all__ = ["LEASE_S", "ImageService", "PastRequest", "Progress", "ProgressCallback"]
 
@@ -59,7 +60,7 @@ LEASE_S = 30.0
 UPLOAD_PROVIDER = "upload"
 
 
-class ImageService(Browsing):
+class ImageService(Browsing, Coordinating):
     def __init__(
         self,
         config: AppConfig,
@@ -71,6 +72,7 @@ class ImageService(Browsing):
         retry: RetryPolicy | None = None,
         owner: str | None = None,
         lease_s: float = LEASE_S,
+        coordination: CoordinationStore | None = None,
     ) -> None:
         self.config = config
         self.providers = dict(providers)
@@ -81,6 +83,11 @@ class ImageService(Browsing):
         #: This process, as recorded on the jobs it runs.
         self.owner = owner or this_owner()
         self.lease_s = lease_s
+        self.coordination = coordination
+        self.roles: set[str] = set()
+        #: Jobs this service ran or claimed and has not settled: never claimed again by its own catch-up
+        #: (a delivery of them may be under way), and their leases are renewed while it lives.
+        self._handled: set[str] = set()
         limits = config.limits
         self.references = ReferenceResolver(
             store, [config.media_dir, *config.storage.allowed_dirs],
@@ -91,8 +98,8 @@ class ImageService(Browsing):
         self._idle = asyncio.Event()
         self._idle.set()
         self._lease_keeper: asyncio.Task[None] | None = None
-        #: Jobs ``recover`` failed (nothing stored), until a front-end takes them to tell their chats.
-        self._interrupted: list[JobRecord] = []
+        #: Which engine holds the stores (set by the composition root; shown by ``pixbot doctor``).
+        self.storage_info: dict[str, object] = {}
 
     # -- what front-ends ask -----------------------------------------------------------------
     @property
@@ -176,12 +183,10 @@ class ImageService(Browsing):
         tidy up after a crash."""
         await self.jobs.annotate(job_id, origin)
 
-    def take_interrupted(self, platform: str) -> list[JobRecord]:
-        """Jobs this start settled as failed (their process died before any image was stored), for the
-        front-end to tell their chats; each is handed out once."""
-        taken = [r for r in self._interrupted if r.platform == platform]
-        self._interrupted = [r for r in self._interrupted if r.platform != platform]
-        return taken
+    async def take_interrupted(self, platform: str) -> list[JobRecord]:
+        """Jobs settled as failed because their process died before any image was stored, for the
+        front-end to tell their chats; each is handed to one process, once."""
+        return await self.jobs.claim_announcements(platform)
 
     async def keep_upload(self, reference: Reference, chat_key: str) -> Reference:
         """Store an image a chat user sent, so the job's record points at it and Again can use it
@@ -198,17 +203,22 @@ class ImageService(Browsing):
         pairs; only then is the job delivered."""
         await self.state.map_messages(chat_key, shown)
         await self.jobs.deliver(job_id)
+        self._handled.discard(job_id)
 
     async def give_up(self, job_id: str, why: str) -> None:
         """A stored job that can never reach its chat (the chat is gone): stop retrying it."""
         log.warning("job %s: giving up on delivery: %s", job_id, why)
         with contextlib.suppress(ValueError, KeyError):  # already settled by another delivery
             await self.jobs.fail(job_id, f"undeliverable: {why}"[:200])
+        self._handled.discard(job_id)
 
     async def pending_deliveries(self, platform: str) -> list[tuple[JobRecord, list[Artifact]]]:
-        """Jobs stored but never delivered (e.g. the bot stopped mid-send), with their artifacts."""
-        return [(record, await self._stored(record.artifact_ids))
-                for record in await self.jobs.pending_delivery(platform)]
+        """Jobs stored but never delivered whose process is gone (the bot stopped mid-send, a replica
+        died), with their artifacts: now this process's to deliver, and no other's."""
+        claimed = await self.jobs.claim_deliveries(self.owner, self.lease_s, platform, owner_is_dead,
+                                                   skip=self._handled)
+        self._handled.update(record.id for record in claimed)
+        return [(record, await self._stored(record.artifact_ids)) for record in claimed]
 
     async def _stored(self, artifact_ids: Sequence[str]) -> list[Artifact]:
         """These artifacts, in order, leaving out any whose files are gone (retention, an operator)."""
@@ -225,13 +235,18 @@ class ImageService(Browsing):
         """Settle jobs no live process works on (a crash, a restart, a dead replica): those with
         images become deliverable and enter their chat's history, the rest fail. Jobs of processes
         that are alive, including this one, are left alone. Then ``backfill`` (gallery details)."""
+        settled = await self.settle_orphans()
+        await self.backfill()
+        return settled
+
+    async def settle_orphans(self) -> list[JobRecord]:
+        """Jobs whose process is gone: with images, stored (a front-end claims and delivers them) and in
+        their chat's history; without, failed, for a front-end to tell their chat. Also run by live
+        processes every few seconds, so one replica takes over another's jobs when it dies."""
         settled = await self.jobs.settle_orphans(self.owner, owner_is_dead)
         for record in settled:
             if record.artifact_ids:
                 await self.state.record_artifacts(record.chat_key, await self._stored(record.artifact_ids))
-            else:
-                self._interrupted.append(record)
-        await self.backfill()
         return settled
 
     async def prune(self, days: int | None = None) -> int:
@@ -246,6 +261,7 @@ class ImageService(Browsing):
         await self.state.forget_artifacts(removed)
         await self.state.forget_usage_before(cutoff)
         await self.jobs.forget_before(cutoff)
+        await self.forget_coordination_before(cutoff)
         return len(removed)
 
     async def cancel(self, chat_key: str | None = None, user_key: str | None = None) -> int:
@@ -333,6 +349,7 @@ class ImageService(Browsing):
 
     def _begin(self, job: JobRun, chat_key: str) -> None:
         self._active[job.record.id] = job
+        self._handled.add(job.record.id)
         self._running[chat_key].add(job.record.id)
         self._idle.clear()
         if self._lease_keeper is None or self._lease_keeper.done():
@@ -343,6 +360,8 @@ class ImageService(Browsing):
         if not self._running[chat_key]:
             del self._running[chat_key]
         del self._active[job.record.id]
+        if not job.stored:  # nothing to deliver: nothing for this process to hold on to
+            self._handled.discard(job.record.id)
         if not self._active:
             self._idle.set()
 

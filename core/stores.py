@@ -8,7 +8,7 @@ operation: an implementation must not leave half of it applied.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final, Literal, Protocol
@@ -21,6 +21,7 @@ __all__ = [
     "ChatSettings",
     "ChatStore",
     "ChatSummary",
+    "CoordinationStore",
     "GalleryFilters",
     "GalleryPage",
     "GalleryQuery",
@@ -32,6 +33,7 @@ __all__ = [
     "Lineage",
     "MessageMap",
     "OwnerCheck",
+    "ProcessInfo",
     "StateStore",
     "UsageStore",
 ]
@@ -324,6 +326,18 @@ class JobStore(Protocol):
         """Drop settled jobs created before ``day`` (retention)."""
         ...
 
+    async def claim_deliveries(self, owner: str, lease_s: float, platform: str, is_dead: OwnerCheck,
+                               skip: Collection[str] = ()) -> list[JobRecord]:
+        """Stored jobs of ``platform`` nobody is delivering (owner gone, lease lapsed, never held, or held
+        by ``owner`` itself but not in ``skip``), now held by ``owner`` for ``lease_s``, oldest first; each
+        goes to exactly one caller."""
+        ...
+
+    async def claim_announcements(self, platform: str) -> list[JobRecord]:
+        """Jobs of ``platform`` that ``settle_orphans`` failed (nothing stored) and whose chat has not been
+        told yet; each is handed to exactly one caller, once."""
+        ...
+
     async def chats(self, platform: str, limit: int = 50) -> list[ChatSummary]:
         """The chats keyed ``"<platform>:…"`` that have jobs, most recently active first."""
         ...
@@ -331,6 +345,48 @@ class JobStore(Protocol):
     async def for_chat(self, chat_key: str, limit: int = 50) -> list[JobRecord]:
         """The chat's most recent ``limit`` jobs, oldest first (a thread reads top to bottom)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A live pixbot process, as it reports itself (``pixbot doctor``)."""
+
+    owner: str
+    #: What it does: "web", "telegram:poller", "telegram:standby", "discord"…
+    roles: tuple[str, ...]
+    started_at: str
+    seen_at: str
+
+
+class CoordinationStore(Protocol):
+    """What several processes sharing one database agree on, each call atomic across processes."""
+
+    async def setting(self, key: str, default: str) -> str:
+        """The deployment's value for ``key``; the first caller's ``default`` becomes it."""
+        ...
+
+    async def claim_once(self, key: str) -> bool:
+        """True for the first caller of ``key`` (any process), False for every later one."""
+        ...
+
+    async def forget_once_before(self, day: date) -> int: ...
+
+    async def hold_lease(self, name: str, owner: str, lease_s: float, is_dead: OwnerCheck) -> bool:
+        """Take or extend the named role: True when ``owner`` holds it now (it was free, lapsed, held by
+        an owner ``is_dead`` says is gone, or already ``owner``'s)."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give the role up at once if ``owner`` holds it (a clean shutdown: no waiting for the lapse)."""
+        ...
+
+    async def heartbeat(self, owner: str, roles: Sequence[str], started_at: str) -> None: ...
+
+    async def live_processes(self, within_s: float) -> list[ProcessInfo]:
+        """Processes seen within ``within_s`` seconds, oldest first."""
+        ...
+
+    async def forget_process(self, owner: str) -> None: ...
 
 
 class OwnerCheck(Protocol):

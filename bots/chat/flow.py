@@ -7,6 +7,7 @@ Nothing escapes: every outcome ends as a message in the chat."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -28,6 +29,8 @@ Build = Callable[[], Awaitable[Ask]]
 #: Builds the surface a restart delivery answers through, from the job's record (None: nowhere to post).
 SurfaceFor = Callable[[JobRecord], Awaitable[ChatSurface | None]]
 
+#: How often a front-end looks for jobs of processes that stopped (they are settled within the lease).
+CATCH_UP_S = 5.0
 _RESET = frozenset({"reset", "default", "-"})
 _SETTING_NAMES = {"ar": "aspect_ratio", "ratio": "aspect_ratio", "aspect_ratio": "aspect_ratio",
                   "n": "count", "count": "count", "style": "delivery", "delivery": "delivery"}
@@ -186,6 +189,38 @@ class ChatFlow:
                                 record.id, sent.error)
             except Exception:
                 log.exception("job %s: delivery after a restart failed", record.id)
+
+    async def catch_up(self, platform: str, surface_for: SurfaceFor,
+                       before: Callable[[], Awaitable[None]] | None = None) -> int:
+        """One round: jobs of ``platform`` whose process is gone (a restart, a replica that died) are
+        claimed by this process, then delivered or their chats told. ``before`` runs first when there is
+        something to do (Discord waits for its gateway). Returns how many jobs were handled."""
+        pending = await self.service.pending_deliveries(platform)
+        interrupted = await self.service.take_interrupted(platform)
+        if not pending and not interrupted:
+            return 0
+        if before is not None:
+            await before()
+        await self.deliver_pending(pending, surface_for)
+        await self.notify_interrupted(interrupted, surface_for)
+        return len(pending) + len(interrupted)
+
+    async def keep_catching_up(self, platform: str, surface_for: SurfaceFor, stop: asyncio.Event, *,
+                               every: float = CATCH_UP_S, before: Callable[[], Awaitable[None]] | None = None
+                               ) -> None:
+        """``catch_up`` every ``every`` seconds until ``stop``: another process's jobs, settled when it
+        died (``core.watch``), reach their chats through whichever process runs this platform."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            if stop.is_set() or self.closing:
+                return
+            try:
+                handled = await self.catch_up(platform, surface_for, before)
+                if handled:
+                    log.info("%s: answered %d job(s) of a process that stopped", platform, handled)
+            except Exception:
+                log.exception("%s: catching up with stopped processes' jobs failed", platform)
 
     # -- the chat's images and settings ------------------------------------------------------
     async def original(self, surface: ChatSurface, artifact_id: str) -> None:

@@ -69,8 +69,9 @@ async def run_discord(config: AppConfig, service: ImageService, stop: asyncio.Ev
         raise ConfigError("bots.discord.token is not set (or set DISCORD_BOT_TOKEN).")
     configure_endpoints(settings)
     _quiet_voice()
+    service.roles.add("discord")
     pending: Pending = await service.pending_deliveries(PLATFORM)  # before any new job can join the list
-    interrupted = service.take_interrupted(PLATFORM)
+    interrupted = await service.take_interrupted(PLATFORM)
     flow = ChatFlow(service)
     ctx = Context(config, service, flow, Gate(settings, flow.inflight), on_click=handle_click)
     message_content, sync = True, True
@@ -103,7 +104,7 @@ async def _run_bot(bot: PixbotBot, token: str, ctx: Context, stop: asyncio.Event
         raise
     gateway = asyncio.create_task(bot.connect(reconnect=True), name="discord-gateway")
     stopping = asyncio.create_task(stop.wait(), name="discord-stop")
-    catching_up = asyncio.create_task(_deliver_pending(bot, ctx, pending, interrupted), name="discord-pending")
+    catching_up = asyncio.create_task(_deliver_pending(bot, ctx, pending, interrupted, stop), name="discord-pending")
     ctx.flow.inflight.add(catching_up, None)  # the shutdown lets a delivery in progress finish
     try:
         await asyncio.wait({gateway, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -134,22 +135,21 @@ async def _shut_down(bot: PixbotBot, ctx: Context) -> None:
 
 
 async def _deliver_pending(bot: discord.Client, ctx: Context, pending: Pending,
-                           interrupted: list[JobRecord]) -> None:
+                           interrupted: list[JobRecord], stop: asyncio.Event) -> None:
     """Once connected, post the results a previous run stored but never delivered (oldest first), and
-    tell the chats of jobs a crash cut short. Nothing to do: no wait for ready (which a shutdown would
-    otherwise wait out)."""
-    if not pending and not interrupted:
-        return
-    await bot.wait_until_ready()
-    log.info("delivering %d Discord jobs left from the last run", len(pending))
-
+    tell the chats of jobs a crash cut short; then keep doing so for processes that stop later (replicas
+    on the same database). Nothing to do: no wait for ready (which a shutdown would otherwise wait out)."""
     async def surface_for(record: JobRecord) -> ChannelSurface | None:
         return await channel_surface(bot, ctx.service, ChatRef.from_keys(record.chat_key, record.user_key),
                                      record.origin, about=record.prompt)
 
-    stored: Iterator[tuple[JobRecord, list[Artifact]]] = _consume(pending)
-    await ctx.flow.deliver_pending(stored, surface_for)
-    await ctx.flow.notify_interrupted(_consume(interrupted), surface_for)
+    if pending or interrupted:
+        await bot.wait_until_ready()
+        log.info("delivering %d Discord jobs left from the last run", len(pending))
+        stored: Iterator[tuple[JobRecord, list[Artifact]]] = _consume(pending)
+        await ctx.flow.deliver_pending(stored, surface_for)
+        await ctx.flow.notify_interrupted(_consume(interrupted), surface_for)
+    await ctx.flow.keep_catching_up(PLATFORM, surface_for, stop, before=bot.wait_until_ready)
 
 
 def _consume(items: list[T]) -> Iterator[T]:

@@ -26,11 +26,11 @@ from bots.chat import ChatFlow
 from bots.telegram import buttons, chat, errors, imagine
 from bots.telegram.access import AccessControl, GroupPolicy
 from bots.telegram.context import TelegramContext, TelegramOptions
-from bots.telegram.lifecycle import TrackUpdates
+from bots.telegram.lifecycle import OncePerUpdate, TrackUpdates
 from bots.telegram.session import close_bot, make_bot
 from bots.telegram.surface import PLATFORM, TelegramSurface
 from core.config import AppConfig
-from core.errors import ConfigError
+from core.errors import ConfigError, PixbotError
 from core.models import ChatRef
 from core.service import ImageService
 from core.stores import JobRecord
@@ -61,6 +61,7 @@ def build_dispatcher(service: ImageService, tg: TelegramContext) -> Dispatcher:
     workflow data, handed to handlers as ``service`` and ``tg``."""
     dp = Dispatcher(name="pixbot-telegram")
     dp["service"], dp["tg"] = service, tg
+    dp.update.outer_middleware(OncePerUpdate(tg))
     dp.update.outer_middleware(TrackUpdates(tg.flow.inflight))
     dp.message.outer_middleware(GroupPolicy(tg))
     dp.message.outer_middleware(AccessControl(tg))
@@ -86,7 +87,7 @@ async def run_telegram(config: AppConfig, service: ImageService, stop: asyncio.E
         await bot.set_my_commands(COMMANDS)
         # Listed before any update is taken, so a job of this run can never be delivered twice.
         pending = await service.pending_deliveries(PLATFORM)
-        interrupted = service.take_interrupted(PLATFORM)
+        interrupted = await service.take_interrupted(PLATFORM)
         site = None
         if settings.mode == "webhook":
             runner, site = await _start_webhook(bot, dp, tg)
@@ -101,11 +102,16 @@ async def run_telegram(config: AppConfig, service: ImageService, stop: asyncio.E
             tg.flow.inflight.spawn(tg.flow.deliver_pending(pending, surface_for), None, "telegram-pending")
         if interrupted:
             tg.flow.inflight.spawn(tg.flow.notify_interrupted(interrupted, surface_for), None, "telegram-interrupted")
+        # Jobs of another process that stopped (a replica on the same database), from now on.
+        catching_up = asyncio.create_task(tg.flow.keep_catching_up(PLATFORM, surface_for, stop),
+                                          name="telegram-catch-up")
+        stack.callback(catching_up.cancel)
         if site is not None:
+            service.roles.add("telegram:webhook")
             await stop.wait()
             await site.stop()  # no new updates; Telegram keeps them until the bot is back
         else:
-            await _poll(bot, dp, options, stop)
+            await _poll_while_leading(bot, dp, tg, stop)
     log.info("telegram: stopped")
 
 
@@ -126,6 +132,58 @@ async def _login(bot: Bot, stop: asyncio.Event) -> User | None:
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, _LOGIN_RETRY_MAX)
     return None
+
+
+#: The poller's claim on its role lasts this long unrenewed; a standby tries to take it this often. A
+#: poller that dies (kill -9) is replaced within their sum; on this host at once (its process is gone).
+POLL_LEASE_S = 6.0
+STANDBY_RETRY_S = 2.0
+
+
+async def _poll_while_leading(bot: Bot, dp: Dispatcher, tg: TelegramContext, stop: asyncio.Event) -> None:
+    """Long polling by one process per bot token: the one holding the poller role polls, the others stand
+    by (they still deliver restart and take-over results) and one takes over when the poller stops."""
+    service = tg.flow.service
+    role = f"telegram-poller:{tg.bot_id}"
+    while not stop.is_set():
+        if not await _try_role(service, role):
+            if "telegram:standby" not in service.roles:
+                log.info("telegram: another process polls this bot; standing by")
+            service.roles.add("telegram:standby")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), STANDBY_RETRY_S)
+            continue
+        service.roles.discard("telegram:standby")
+        service.roles.add("telegram:poller")
+        halt = asyncio.Event()
+        keeper = asyncio.create_task(_keep_role(service, role, stop, halt), name="telegram-poller-role")
+        try:
+            await _poll(bot, dp, tg.options, halt)
+        finally:
+            keeper.cancel()
+            service.roles.discard("telegram:poller")
+        if not stop.is_set():
+            log.warning("telegram: another process took over polling; standing by")
+    with contextlib.suppress(PixbotError):
+        await service.release_role(role)  # a clean stop hands the role over at once
+
+
+async def _try_role(service: ImageService, role: str) -> bool:
+    try:
+        return await service.hold_role(role, POLL_LEASE_S)
+    except PixbotError as exc:  # the database is away: nobody can take the role meanwhile either
+        log.warning("telegram: could not check the poller role: %s", exc)
+        return True
+
+
+async def _keep_role(service: ImageService, role: str, stop: asyncio.Event, halt: asyncio.Event) -> None:
+    """Renew the role well within its lease; ``halt`` the polling when stopping or when it was lost."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), POLL_LEASE_S / 3)
+        if stop.is_set() or not await _try_role(service, role):
+            halt.set()
+            return
 
 
 async def _poll(bot: Bot, dp: Dispatcher, options: TelegramOptions, stop: asyncio.Event) -> None:

@@ -28,6 +28,7 @@ __all__ = ["make_server", "run_server"]
 
 log = logging.getLogger(__name__)
 
+CATCH_UP = web.AppKey("pixbot_web_catch_up", asyncio.Task[None])
 #: How long running studio jobs may finish at shutdown before they are cancelled (images kept).
 DRAIN_GRACE_S: Final = 10.0
 
@@ -96,12 +97,16 @@ async def _deliver_pending(app: web.Application) -> None:
     service = state.service
     state.flow.inflight.spawn(state.flow.deliver_pending(await service.pending_deliveries(PLATFORM), surface_for),
                               None, name="web:pending")
-    state.flow.inflight.spawn(state.flow.notify_interrupted(service.take_interrupted(PLATFORM), surface_for),
+    state.flow.inflight.spawn(state.flow.notify_interrupted(await service.take_interrupted(PLATFORM), surface_for),
                               None, name="web:interrupted")
+    # Studio jobs of another process that stopped (a replica on the same database), from now on.
+    app[CATCH_UP] = asyncio.create_task(state.flow.keep_catching_up(PLATFORM, surface_for, state.stopping),
+                                        name="web:catch-up")
 
 
 async def _drain(app: web.Application) -> None:
     state = app[STUDIO]
+    state.stopping.set()
     state.events.close()
     await state.flow.drain(DRAIN_GRACE_S)
 
@@ -111,6 +116,7 @@ async def run_server(config: AppConfig, service: ImageService, stop: asyncio.Eve
     """Serve until ``stop``; with the studio on, print its sign-in URL (one line, on stdout)."""
     api = config.bots.api
     app = make_server(config, service, reconfigure=reconfigure)
+    service.roles.update(name for name, on in (("web", config.bots.web.enabled), ("api", api.enabled)) if on)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     try:

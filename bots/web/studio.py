@@ -44,6 +44,8 @@ class Studio:
     events: ThreadEvents
     #: Client request ids this process accepted → the job they started (None while it is being prepared).
     accepted: dict[str, str | None] = field(default_factory=dict)
+    #: Set when the server begins to stop.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 STUDIO = web.AppKey("pixbot_studio", Studio)

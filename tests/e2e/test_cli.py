@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from PIL import Image
 
 from core.config import PROVIDER_NAMES
+from core.db import SCHEMA_VERSION
 from tests.e2e.cli_support import RUN_TIMEOUT, Cli, CliResult, adapter_capabilities, carries_reference
 from tests.fakes.fake_provider import FakeProvider
 from tests.images import png_bytes
@@ -408,3 +410,22 @@ async def test_a_second_process_leaves_live_jobs_alone_and_the_next_lone_start_s
     states = await asyncio.to_thread(_job_states, cli.root / "pixbot.db")
     assert states["a live fox"][0] == "delivered"  # printed by the CLI, so delivered
     assert states["a crashed fox"] == ("failed", "interrupted by a restart")
+
+
+async def test_migrate_and_doctor_name_the_engine_and_a_copied_database_is_refused(cli: Cli) -> None:
+    config = cli.write_config({"storage": {"dataDir": str(cli.root / "data")}})
+    migrated = await cli.run("migrate", config=config)
+    assert migrated.code == 0, migrated
+    database = cli.root / "data" / "pixbot.db"
+    assert migrated.out.strip() == f"sqlite {database}: schema version {SCHEMA_VERSION} (up to date)"
+    doctor = await cli.run("doctor", "--json", config=config)
+    assert json.loads(doctor.out)["storage"] == {"engine": "sqlite", "location": str(database),
+                                                 "schema_version": SCHEMA_VERSION}
+    # The state database moved to another data dir (without its images): refused, naming the setting.
+    (cli.root / "elsewhere").mkdir()
+    shutil.copy(cli.root / "data" / "pixbot.db", cli.root / "elsewhere" / "pixbot.db")
+    moved = cli.write_config({"storage": {"dataDir": str(cli.root / "elsewhere")}}, name="moved.json")
+    refused = await cli.run("history", config=moved)
+    assert refused.code == 2, refused
+    assert "storage.dataDir" in refused.err
+    assert "is not the data directory this database was first used with" in refused.err

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from bots.app import open_service
 from core.models import ChatRef, ImageRequest
 from tests.e2e.telegram_support import TelegramHarness, upload_of
 from tests.fakes.fake_telegram import ALICE
@@ -117,16 +118,17 @@ async def test_a_delivery_that_keeps_failing_still_ends_with_a_message(tg: Teleg
 
     assert message.params["text"].startswith("The image was made, but sending the image to this chat failed")
     assert "not enough rights to send documents" in message.params["text"]
-    (pending,) = await service.pending_deliveries("telegram")  # not delivered: a restart tries again
-    assert pending[0].status == "stored"
+    (pending,) = await service.jobs.pending_delivery("telegram")  # not delivered: a restart tries again
+    assert pending.status == "stored"
 
 
 async def test_stored_but_undelivered_job_is_delivered_when_the_bot_starts(tg: TelegramHarness) -> None:
     service = await tg.open()
     request = ImageRequest("a lantern", ChatRef("telegram", str(ALICE.id), str(ALICE.id)),
                            origin={"chat_id": ALICE.id, "reply_to": 77})
-    result = await service.submit(request)  # made while the bot was down: stored, never delivered
-    assert [r.id for r, _ in await service.pending_deliveries("telegram")] == [result.job_id]
+    async with open_service(tg.config) as other:  # another process (a CLI call) while the bot was down
+        result = await other.submit(request)
+    assert [r.id for r in await service.jobs.pending_delivery("telegram")] == [result.job_id]
 
     await tg.run_bot()
     (photo,) = await tg.server.wait_for("sendPhoto")
@@ -151,8 +153,9 @@ async def test_a_photo_send_that_may_have_arrived_is_not_repeated(tg: TelegramHa
 
     assert [c.status for c in tg.server.calls_of("sendPhoto")] == [502]
     assert message.params["text"].startswith("The image was made, but sending the image to this chat failed")
-    (pending,) = await service.pending_deliveries("telegram")
-    assert pending[0].status == "stored"
+    (pending,) = await service.jobs.pending_delivery("telegram")  # for the next start, not this run
+    assert pending.status == "stored"
+    assert await service.pending_deliveries("telegram") == []
 
 
 async def test_calls_that_post_nothing_are_still_retried_after_a_5xx(tg: TelegramHarness) -> None:

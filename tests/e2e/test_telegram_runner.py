@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bots.app import open_service
 from bots.telegram.keyboards import Again, AgainJob, Original, Reratio
 from core.errors import ConfigError
 from core.jobs import JobLedger
@@ -209,10 +210,11 @@ async def test_a_job_a_crash_cut_short_is_answered_after_the_restart(tg: Telegra
 
 async def test_a_status_message_left_by_a_crash_is_removed_when_its_images_are_delivered(
         tg: TelegramHarness) -> None:
-    service = await tg.open()
-    made = await service.submit(ImageRequest("a lantern", ChatRef("telegram", str(ALICE.id), str(ALICE.id)),
-                                             origin={"chat_id": ALICE.id, "reply_to": 77}))
-    await service.annotate_job(made.job_id, status_message=556)  # the crash came before the delivery
+    await tg.open()
+    async with open_service(tg.config) as crashed:  # the run that crashed before its delivery
+        made = await crashed.submit(ImageRequest("a lantern", ChatRef("telegram", str(ALICE.id), str(ALICE.id)),
+                                                 origin={"chat_id": ALICE.id, "reply_to": 77}))
+        await crashed.annotate_job(made.job_id, status_message=556)
     await tg.run_bot()
     (photo,) = await tg.server.wait_for("sendPhoto")
     (deleted,) = await tg.server.wait_for("deleteMessage")

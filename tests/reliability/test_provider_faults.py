@@ -124,7 +124,7 @@ async def test_one_faulty_slot_of_three_keeps_the_other_two_images(
                 logged, asked = len(caplog.records), len(fake.requests_of(GENERATIONS))
                 fault(fake)
                 result, record = await submit(service, count=3)
-                pending = {r.id: {a.id for a in arts} for r, arts in await service.pending_deliveries("telegram")}
+                pending = {r.id: set(r.artifact_ids) for r in await service.jobs.pending_delivery("telegram")}
 
                 assert len(result.artifacts) == 2 and len({a.id for a in result.artifacts}) == 2
                 assert_images_on_disk(result)

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from core.coordination import Coordination
 from core.jobs import JobLedger
 from core.postgres import open_postgres
 from core.state import ChatState, open_database
-from core.stores import JobStore, StateStore
+from core.stores import CoordinationStore, JobStore, StateStore
 from tests.storage.postgres_server import PostgresServer, report_skips
 from tests.storage.postgres_server import postgres_server as postgres_server  # the fixture, for this folder
 
@@ -36,6 +37,7 @@ ENGINES = ["sqlite", "postgres"]
 class Stores:
     state: StateStore
     jobs: JobStore
+    coordination: CoordinationStore
 
 
 Connect = Callable[[], AbstractAsyncContextManager[Stores]]
@@ -44,13 +46,13 @@ Connect = Callable[[], AbstractAsyncContextManager[Stores]]
 @asynccontextmanager
 async def _sqlite(path: Path) -> AsyncIterator[Stores]:
     async with open_database(path) as db:
-        yield Stores(ChatState(db), JobLedger(db))
+        yield Stores(ChatState(db), JobLedger(db), Coordination(db))
 
 
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[Stores]:
     async with open_postgres(url) as stores:
-        yield Stores(stores.state, stores.jobs)
+        yield Stores(stores.state, stores.jobs, stores.coordination)
 
 
 def pytest_configure(config: pytest.Config) -> None:

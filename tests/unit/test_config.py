@@ -178,3 +178,12 @@ def test_default_ports_do_not_collide_with_nanobots_api_or_a_local_bot_api_serve
     """nanobot's own API listens on 8900 and a self-hosted Telegram Bot API server on 8081."""
     config = load_config(write(tmp_path, {}), env_file=None)
     assert config.bots.api.port == 8790 and config.bots.telegram.listen_port == 8088
+
+
+def test_a_database_url_must_be_postgresql(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"storage.databaseUrl.*postgresql://"):
+        load_config(write(tmp_path, {"storage": {"databaseUrl": "mysql://db/pixbot"}}), env_file=None)
+    config = load_config(write(tmp_path, {"storage": {"databaseUrl": "postgresql://u:secret@db/pixbot"}}),
+                         env_file=None)
+    assert config.storage.database_url == "postgresql://u:secret@db/pixbot"
+    assert "secret" not in repr(config.storage)

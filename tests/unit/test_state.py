@@ -23,7 +23,7 @@ from core.config_file import load_config
 from core.errors import InternalError, InvalidRequest
 from core.jobs import JobLedger
 from core.models import Artifact
-from core.state import ChatSettings, ChatState, Database, HistoryEntry, open_database
+from core.state import SCHEMA_VERSION, ChatSettings, ChatState, Database, HistoryEntry, open_database
 from core.stores import GalleryQuery
 from tests.images import png_bytes
 
@@ -66,7 +66,7 @@ class TestDatabase:
         assert await asyncio.to_thread(db_path.exists)
         mode = await db.run(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0])
         version = await db.run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
-        assert (mode, version) == ("wal", 3)
+        assert (mode, version) == ("wal", SCHEMA_VERSION)
 
     async def test_a_version_1_file_is_migrated_in_place_with_its_jobs(self, db_path: Path) -> None:
         """A database written before jobs had owners: the columns are added, the rows kept."""
@@ -86,7 +86,7 @@ class TestDatabase:
         async with open_database(db_path) as database:
             version = await database.run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
             (job,) = await JobLedger(database).unsettled()
-        assert version == 3 and job.id == "job_old" and job.artifact_ids == ("img_aaaaaaaaaaaa",)
+        assert version == SCHEMA_VERSION and job.id == "job_old" and job.artifact_ids == ("img_aaaaaaaaaaaa",)
         assert job.owner is None and job.lease_until is None  # an orphan: the next start settles it
 
     async def test_a_version_2_file_is_migrated_in_place_with_its_images(self, db_path: Path) -> None:
@@ -113,7 +113,7 @@ class TestDatabase:
                 artifact("img_bbbbbbbbbbbb"), width=640, height=480, parent_id="img_aaaaaaaaaaaa")])
             page = await state.gallery(GalleryQuery())
             missing = await state.missing_details()
-        assert version == 3 and {"artifacts_by_parent", "artifacts_by_provider", "jobs_by_chat"} <= indexes
+        assert version == SCHEMA_VERSION and {"artifacts_by_parent", "artifacts_by_provider", "jobs_by_chat"} <= indexes
         assert old is not None and (old.prompt, old.job_id, old.seq) == ("a fox", "job_1", 1)
         assert (old.provider, old.model, old.width, old.height, old.parent_id) == ("", "", 0, 0, None)
         new = page.images[0]
