@@ -203,7 +203,7 @@ def _update(update_id: int, text: str) -> dict[str, Any]:
         "entities": [{"type": "bot_command", "offset": 0, "length": len(command)}]}}
 
 
-async def test_webhook_replicas_share_updates_and_a_repeated_update_is_handled_once(
+async def test_webhook_replicas_share_updates_and_quotas_and_a_repeated_update_is_handled_once(
         replicas: list[Replica], tmp_path: Path, provider: FakeProvider, database_url: str | None) -> None:
     async with FakeTelegramServer() as telegram:
         ports = [free_port(), free_port()]
@@ -228,6 +228,10 @@ async def test_webhook_replicas_share_updates_and_a_repeated_update_is_handled_o
             await send(ports[1], _update(9002, "/imagine a harbour"))
             await send(ports[0], _update(9003, "/imagine a ferry"))
             await telegram.wait_for("sendPhoto", count=3, timeout=30)
+            # The three images used alice's daily quota (3), whichever replica made them.
+            await send(ports[1], _update(9004, "/imagine one more"))
+            (refusal,) = await telegram.wait_for("sendMessage", timeout=30)
+            assert refusal.params["text"].startswith("You have used your 3 images for today"), refusal.params
         # The replica that got 9001 second skipped it (the only way it would not answer it).
         for _ in range(500):
             skipped = [r for r in started if any("update 9001 was already handled" in line for line in r.lines)]
