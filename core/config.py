@@ -242,11 +242,31 @@ class DiscordConfig(_BotConfig):
     allow_guilds: list[str] = Field(default_factory=list)
     allow_roles: list[str] = Field(default_factory=list)
     command_guilds: list[str] = Field(default_factory=list)
+    #: Unset: one gateway connection (discord.py's default). Set: the bot's gateway is split into this many
+    #: shards (a guild's events go to shard ``(guild_id >> 22) % shardCount``), run by one or several processes.
+    shard_count: int | None = Field(default=None, ge=1)
+    #: The shards this process runs, each in ``range(shardCount)``; unset: all of them.
+    shard_ids: list[int] = Field(default_factory=list)
 
     @field_validator("allow_guilds", "allow_roles", "command_guilds", mode="before")
     @classmethod
     def _discord_ids(cls, value: Any) -> list[str]:
         return _ids(value)
+
+    @model_validator(mode="after")
+    def _shards_in_range(self) -> DiscordConfig:
+        if "shard_ids" in self.model_fields_set and not self.shard_ids:
+            raise ValueError("shardIds is empty: list the shards this process runs, or leave it out to run all")
+        if self.shard_ids and self.shard_count is None:
+            raise ValueError("shardIds needs shardCount (the total number of shards, over all processes)")
+        if self.shard_count is not None:
+            outside = sorted({i for i in self.shard_ids if not 0 <= i < self.shard_count})
+            if outside:
+                raise ValueError(f"shardIds {outside}: not a shard of shardCount {self.shard_count} "
+                                 f"(shard ids run from 0 to {self.shard_count - 1})")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError(f"shardIds {self.shard_ids} lists a shard twice")
+        return self
 
 
 class ApiConfig(_OwnBlock):

@@ -1,8 +1,10 @@
-"""The discord.py Bot: intents, the gated command tree, cogs, persistent buttons and the command sync."""
+"""The discord.py Bot: intents, the gated command tree, cogs, persistent buttons and the command sync; with
+`bots.discord.shardCount` set, the same bot over discord.py's AutoShardedClient."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -15,7 +17,7 @@ from bots.discord.gestures import EditGestures
 from bots.discord.surface import InteractionSurface
 from core.errors import PixbotError
 
-__all__ = ["GatedTree", "PixbotBot", "sync_commands"]
+__all__ = ["GatedTree", "PixbotBot", "ShardedPixbotBot", "new_bot", "sync_commands"]
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,11 @@ class PixbotBot(commands.Bot):
     """Built once per gateway attempt: `message_content=False` is the fallback when Discord refuses the
     privileged intent (close code 4014); `sync=False` skips the command sync already done."""
 
-    def __init__(self, ctx: Context, *, message_content: bool, sync: bool = True) -> None:
+    def __init__(self, ctx: Context, *, message_content: bool, sync: bool = True, **options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = message_content
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
-                         tree_cls=GatedTree, allowed_mentions=discord.AllowedMentions.none())
+                         tree_cls=GatedTree, allowed_mentions=discord.AllowedMentions.none(), **options)
         self.pixbot = ctx
         self._sync = sync
 
@@ -63,6 +65,25 @@ class PixbotBot(commands.Bot):
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: the reply gesture is the EditGestures listener."""
         return None
+
+
+class ShardedPixbotBot(PixbotBot, commands.AutoShardedBot):
+    """PixbotBot over discord.py's AutoShardedClient (the way discord.py builds AutoShardedBot from Bot's
+    mixin): this process runs `shard_ids` (None: all) of the bot's `shard_count` gateway shards."""
+
+    def __init__(self, ctx: Context, *, message_content: bool, sync: bool = True, shard_count: int,
+                 shard_ids: list[int] | None = None) -> None:
+        super().__init__(ctx, message_content=message_content, sync=sync, shard_count=shard_count,
+                         shard_ids=shard_ids)
+
+
+def new_bot(ctx: Context, *, message_content: bool, sync: bool) -> PixbotBot:
+    """A plain Bot (one gateway connection) unless `bots.discord.shardCount` is set."""
+    settings = ctx.config.bots.discord
+    if settings.shard_count is None:
+        return PixbotBot(ctx, message_content=message_content, sync=sync)
+    return ShardedPixbotBot(ctx, message_content=message_content, sync=sync, shard_count=settings.shard_count,
+                            shard_ids=settings.shard_ids or None)
 
 
 async def sync_commands(tree: app_commands.CommandTree[discord.Client], guilds: list[discord.Object]) -> None:

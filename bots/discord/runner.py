@@ -18,7 +18,7 @@ from discord.gateway import DiscordWebSocket
 
 from bots.chat import ChatFlow
 from bots.discord.access import Gate
-from bots.discord.bot import PixbotBot
+from bots.discord.bot import PixbotBot, new_bot
 from bots.discord.clicks import handle_click
 from bots.discord.context import PLATFORM, Context
 from bots.discord.surface import ChannelSurface, channel_surface
@@ -69,14 +69,14 @@ async def run_discord(config: AppConfig, service: ImageService, stop: asyncio.Ev
         raise ConfigError("bots.discord.token is not set (or set DISCORD_BOT_TOKEN).")
     configure_endpoints(settings)
     _quiet_voice()
-    service.roles.add("discord")
+    service.roles.add(_role(settings))
     pending: Pending = await service.pending_deliveries(PLATFORM)  # before any new job can join the list
     interrupted = await service.take_interrupted(PLATFORM)
     flow = ChatFlow(service)
     ctx = Context(config, service, flow, Gate(settings, flow.inflight), on_click=handle_click)
-    message_content, sync = True, True
+    message_content, sync = True, _syncs_commands(settings)
     while True:
-        bot = PixbotBot(ctx, message_content=message_content, sync=sync)
+        bot = new_bot(ctx, message_content=message_content, sync=sync)
         ctx.message_content = message_content
         outcome = await _run_bot(bot, settings.token, ctx, stop, pending, interrupted)
         if outcome != "intents":
@@ -85,6 +85,31 @@ async def run_discord(config: AppConfig, service: ImageService, stop: asyncio.Ev
                     "Intents in the developer portal). Running without it: replies can edit the bot's own "
                     "images, other people's images need the Edit image… menu.")
         message_content, sync = False, False
+
+
+def _syncs_commands(settings: DiscordConfig) -> bool:
+    """Application commands belong to the bot, not to a shard: of several processes sharing the gateway,
+    only the one running shard 0 registers them."""
+    if settings.shard_count is None:
+        return True
+    syncs = 0 in (settings.shard_ids or [0])
+    log.info("Discord %s of %d in this process; %s", _shards(settings), settings.shard_count,
+             "it syncs the application commands" if syncs
+             else "not syncing application commands (the process running shard 0 does)")
+    return syncs
+
+
+def _shards(settings: DiscordConfig) -> str:
+    """`shard 1` or `shards 0,1`: the shards this process runs."""
+    shards = settings.shard_ids or list(range(settings.shard_count or 1))
+    return f"shard{'s' if len(shards) > 1 else ''} {','.join(map(str, shards))}"
+
+
+def _role(settings: DiscordConfig) -> str:
+    """What `pixbot doctor` lists for this process: `discord`, `discord:shard 1/3` or `discord:shards 0,1/4`."""
+    if settings.shard_count is None:
+        return "discord"
+    return f"discord:{_shards(settings)}/{settings.shard_count}"
 
 
 async def _run_bot(bot: PixbotBot, token: str, ctx: Context, stop: asyncio.Event, pending: Pending,

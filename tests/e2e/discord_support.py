@@ -45,7 +45,8 @@ class DiscordHarness:
 
     def config(self, **sections: Any) -> dict[str, Any]:
         discord_block: dict[str, Any] = {"token": self.fake.token, "apiBase": self.fake.api_base,
-                                         "gatewayUrl": self.fake.gateway_url, "commandGuilds": [self.fake.guild_id]}
+                                         "gatewayUrl": self.fake.gateway_url,
+                                         "commandGuilds": [g.id for g in self.fake.guilds]}
         raw: dict[str, Any] = {
             "providers": {"custom": {"apiKey": "sk-test", "apiBase": self.provider.api_base("custom")}},
             "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 8,
@@ -62,7 +63,8 @@ class DiscordHarness:
         return raw
 
     async def start(self, **sections: Any) -> ImageService:
-        """Start the front-end and wait until it is connected (a READY past the ones before)."""
+        """Start the front-end and wait until it is connected (a READY past the ones before for each shard
+        it runs)."""
         self.sections = sections or self.sections
         path = self.tmp_path / "config.json"
         path.write_text(json.dumps(self.config(**self.sections)))
@@ -73,10 +75,11 @@ class DiscordHarness:
         self._spy_on_deliveries(service)
         self.service = service
         self._stop = asyncio.Event()
-        readies = self.fake.ready_count
+        settings = config.bots.discord
+        readies = self.fake.ready_count + (len(settings.shard_ids) or settings.shard_count or 1)
         task = asyncio.create_task(run_discord(config, service, self._stop))
         self._task = task
-        connected = asyncio.create_task(self.fake.wait_for(lambda: self.fake.ready_count > readies, timeout=10))
+        connected = asyncio.create_task(self.fake.wait_for(lambda: self.fake.ready_count >= readies, timeout=10))
         await asyncio.wait({task, connected}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             connected.cancel()

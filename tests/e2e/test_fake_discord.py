@@ -15,7 +15,7 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
-from tests.fakes.fake_discord import MIB, FakeDiscord
+from tests.fakes.fake_discord import MIB, FakeDiscord, shard_of
 from tests.fakes.logcheck import assert_no_error_logs
 from tests.images import png_bytes
 
@@ -106,10 +106,10 @@ def _commands() -> list[app_commands.Command[Any, ..., None] | app_commands.Cont
 class TinyBot(discord.Client):
     """Just enough bot for the tests: guild commands, a dynamic button, a reply gesture."""
 
-    def __init__(self, guild_id: str, *, sync: bool, message_content: bool = True) -> None:
+    def __init__(self, guild_id: str, *, sync: bool, message_content: bool = True, **options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = message_content
-        super().__init__(intents=intents, guild_ready_timeout=0.05)
+        super().__init__(intents=intents, guild_ready_timeout=0.05, **options)
         self.guild = discord.Object(int(guild_id))
         self.sync = sync
         self.tree = app_commands.CommandTree(self)
@@ -130,6 +130,13 @@ class TinyBot(discord.Client):
             assert message.reference.message_id is not None
             ref = await message.channel.fetch_message(message.reference.message_id)
         await message.reply(f"ref {ref.id} {ref.attachments[0].filename}", mention_author=False)
+
+
+class ShardedTinyBot(TinyBot, discord.AutoShardedClient):
+    """TinyBot over discord.py's AutoShardedClient (`shard_count`, `shard_ids`)."""
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """No 5 s wait between shards' identifies: the fake has no identify rate limit."""
 
 
 StartBot = Callable[..., Awaitable[TinyBot]]
@@ -350,3 +357,60 @@ async def test_roles_reach_the_guild_cache_interactions_and_messages(fake: FakeD
     rec = await fake.invoke_slash(fake.alice, "secret")
     assert rec.payload["member"]["roles"] == []
     assert (await fake.invoke_slash(fake.bob, "secret")).payload["member"]["roles"] == [artist]
+
+
+def test_guild_n_is_on_shard_n_modulo_the_count() -> None:
+    fake = FakeDiscord(guild_count=3)
+    fake.add_guild("Fourth")
+    assert len({g.id for g in fake.guilds}) == 4 and fake.guild_id == fake.guilds[0].id
+    assert len({g.channel_id for g in fake.guilds}) == 4
+    for count in range(1, 13):
+        assert [shard_of(g.id, count) for g in fake.guilds] == [n % count for n in range(4)]
+    assert [g.name for g in fake.guilds] == ["Fake Guild", "Fake Guild 1", "Fake Guild 2", "Fourth"]
+
+
+async def test_a_shard_gets_only_its_guilds_and_their_events(
+    fake: FakeDiscord, bots: dict[TinyBot, asyncio.Task[None]]
+) -> None:
+    second = fake.add_guild()
+    client = ShardedTinyBot(second.id, sync=True, shard_count=2, shard_ids=[1])
+    await client.login(fake.token)
+    bots[client] = asyncio.create_task(client.connect(reconnect=False))
+    await asyncio.wait_for(client.wait_until_ready(), 5)
+    assert fake.identifies[-1]["shard"] == [1, 2] and fake.connected_shards() == [(1, 2)]
+    assert [g.id for g in client.guilds] == [int(second.id)]
+    guild = client.get_guild(int(second.id))
+    assert guild is not None and guild.shard_id == 1 and guild.name == "Fake Guild 1"
+
+    seen = asyncio.create_task(client.wait_for("message", check=lambda m: not m.author.bot))
+    await fake.send_user_message(fake.alice, "in the first guild")  # shard 0: nobody is connected for it
+    await fake.send_user_message(fake.bob, "in the second guild", channel_id=second.channel_id)
+    message = await asyncio.wait_for(seen, 5)
+    assert (message.content, message.guild and message.guild.id) == ("in the second guild", int(second.id))
+
+    rec = await fake.invoke_slash(fake.alice, "draw", guild_id=second.id, prompt="a cat")
+    assert rec.shard == (1, 2) and rec.payload["channel_id"] == second.channel_id
+    assert (await fake.original_response(rec))["channel_id"] == second.channel_id
+    fake.guild_commands[fake.guild_id] = dict(fake.guild_commands[second.id])  # as if synced there too
+    with pytest.raises(RuntimeError, match=r"no bot is connected to the fake gateway on the shard of guild"):
+        await fake.invoke_slash(fake.alice, "draw", prompt="a cat")  # the first guild, on shard 0
+    with pytest.raises(LookupError):
+        fake.guild("404")
+
+
+async def test_an_auto_sharded_client_launches_the_shards_gateway_bot_recommends(
+    fake: FakeDiscord, bots: dict[TinyBot, asyncio.Task[None]]
+) -> None:
+    fake.recommended_shards = 2
+    second = fake.add_guild()
+    client = ShardedTinyBot(fake.guild_id, sync=True)  # no shard_count: GET /gateway/bot decides
+    await client.login(fake.token)
+    bots[client] = asyncio.create_task(client.connect(reconnect=False))
+    await asyncio.wait_for(client.wait_until_ready(), 5)
+    assert fake.calls_matching("GET", r"^/gateway/bot$")
+    assert client.shard_count == 2 and sorted(fake.connected_shards()) == [(0, 2), (1, 2)]
+    assert sorted(g.id for g in client.guilds) == sorted([int(fake.guild_id), int(second.id)])
+    sessions = {i.get("shard", [0, 1])[0] for i in fake.identifies}
+    assert sessions == {0, 1}
+    rec = await fake.invoke_slash(fake.alice, "draw", prompt="a dog")
+    assert rec.shard == (0, 2) and (await fake.original_response(rec))["content"] == "drew a dog"

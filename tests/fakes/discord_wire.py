@@ -22,6 +22,7 @@ __all__ = [
     "MESSAGE_CONTENT",
     "MIB",
     "ApiError",
+    "FakeGuild",
     "FakeInteraction",
     "FakeUser",
     "Json",
@@ -39,6 +40,7 @@ __all__ = [
     "read_body",
     "reply_fields",
     "role_payload",
+    "shard_of",
     "visible_to",
     "walk_components",
 ]
@@ -103,6 +105,23 @@ class FakeUser:
                 "public_flags": 0}
 
 
+def shard_of(guild_id: str, shard_count: int) -> int:
+    """Discord's rule: a guild's events go to shard `(guild_id >> 22) % shard_count`."""
+    return (int(guild_id) >> 22) % shard_count
+
+
+@dataclass(frozen=True)
+class FakeGuild:
+    """A guild with its one text channel."""
+
+    id: str
+    channel_id: str
+    name: str = "Fake Guild"
+
+    def shard(self, shard_count: int) -> int:
+        return shard_of(self.id, shard_count)
+
+
 @dataclass(frozen=True)
 class UploadedFile:
     """One `files[n]` part of a multipart request (`index` is n)."""
@@ -131,6 +150,8 @@ class FakeInteraction:
 
     `original` is the live message dict of the response (edits show up in it); `modal` is the data of a
     type 9 response; `response_type` is the callback type (4, 5, 6, 7 or 9), None until acknowledged.
+    `shard` (`[id, count]`) and `session_id` name the gateway session the interaction was sent on: the
+    client that answers it (the callback is REST, which any process could send) is the one holding it.
     """
 
     id: str
@@ -145,6 +166,8 @@ class FakeInteraction:
     followups: list[Json] = field(default_factory=list)
     modal: Json | None = None
     expired: bool = False
+    shard: tuple[int, int] | None = None
+    session_id: str | None = None
 
     @property
     def acked(self) -> bool:
@@ -175,14 +198,14 @@ def channel_payload(channel_id: str, guild_id: str, name: str = "art") -> Json:
 
 def guild_payload(guild_id: str, channels: list[Json], members: list[FakeUser], *, owner_id: str,
                   premium_tier: int, member_count: int, roles: dict[str, str] | None = None,
-                  member_roles: dict[str, list[str]] | None = None) -> Json:
+                  member_roles: dict[str, list[str]] | None = None, name: str = "Fake Guild") -> Json:
     """A full GUILD_CREATE guild: @everyone may use the bot, `premium_tier` sets the upload limit;
     `roles` (id -> name) are extra roles and `member_roles` (user id -> role ids) who holds them."""
     everyone = role_payload(guild_id, "@everyone", 0)
     extra = [role_payload(rid, name, i + 1) for i, (rid, name) in enumerate((roles or {}).items())]
     held = member_roles or {}
     return {
-        "id": guild_id, "name": "Fake Guild", "icon": None, "owner_id": owner_id, "features": [],
+        "id": guild_id, "name": name, "icon": None, "owner_id": owner_id, "features": [],
         "premium_tier": premium_tier, "premium_subscription_count": 0, "roles": [everyone, *extra],
         "channels": channels,
         "members": [member_payload(u, roles=held.get(u.id)) for u in members], "member_count": member_count,

@@ -5,17 +5,26 @@ Point discord.py at it by patching two constants:
     monkeypatch.setattr(discord.http.Route, "BASE", fake.api_base)
     monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
 
-The fake owns one guild with one text channel, the bot user and two people (`alice`, `bob`). Tests act as
-them (`send_user_message`, `invoke_slash`, `invoke_message_command`, `click_button`, `submit_modal`) and
+The fake owns one guild (`guild_id`, more with `guild_count=` or `add_guild()`), each with one text channel,
+the bot user and two people (`alice`, `bob`), members of every guild. Tests act as them
+(`send_user_message`, `invoke_slash`, `invoke_message_command`, `click_button`, `submit_modal`) and
 assert on the recorded REST calls (`calls`, `calls_matching`), the stored messages (`messages()`) and the
 interaction records (`FakeInteraction.original`). Every wait is `await fake.wait_for(...)`, never a sleep.
+
+Sharding: an IDENTIFY with `shard: [id, count]` (absent: `[0, 1]`) gets a READY listing, and a GUILD_CREATE
+for, only the guilds of that shard (`(guild_id >> 22) % count == id`, Discord's rule), and events of a
+guild go only to the sessions of its shard; `FakeInteraction.shard`/`session_id` record which one got an
+interaction. Guild n's id puts it on shard `n % count` for every count up to 12, so guilds spread over
+shards. GET /gateway/bot reports `recommended_shards`.
 
 Modelled: the interaction lifecycle (one ack, then 40060; token expiry on demand), per-request upload limits
 (guild boost tier, or the interaction's `attachment_size_limit`) with 413/40005, the Guild Messages and
 Message Content intents on message events (and gateway close 4014 when the privileged one is asked for but
-not granted), guild roles, Discord's JSON error bodies. Not modelled: permissions, rate
-limits, threads, DMs, subcommands, several guilds. A followup after a deferred response is a new message
-(use `edit_original_response` for the first result). Error texts are approximate; statuses and codes are not.
+not granted), guild roles, Discord's JSON error bodies, several guilds and gateway shards. Not modelled:
+permissions, rate limits, threads, DMs, subcommands, per-guild roles and boost tiers (`roles` and
+`premium_tier` hold in every guild), identify rate limits, resuming. A followup after a deferred response is
+a new message (use `edit_original_response` for the first result). Error texts are approximate; statuses and
+codes are not.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from tests.fakes.discord_wire import (
     MESSAGE_CONTENT,
     MIB,
     ApiError,
+    FakeGuild,
     FakeInteraction,
     FakeUser,
     Json,
@@ -57,16 +67,19 @@ from tests.fakes.discord_wire import (
     probe_image,
     read_body,
     reply_fields,
+    shard_of,
     visible_to,
     walk_components,
 )
 
-__all__ = ["MIB", "FakeDiscord", "FakeInteraction", "FakeUser", "RestCall", "UploadedFile"]
+__all__ = ["MIB", "FakeDiscord", "FakeGuild", "FakeInteraction", "FakeUser", "RestCall", "UploadedFile", "shard_of"]
 
 T = TypeVar("T")
 _DISCORD_EPOCH_MS = 1_420_070_400_000
 _OPTION_TYPES: dict[int, Callable[[Any], Any]] = {3: str, 4: int, 5: bool, 10: float}
 _TRUE = ("1", "true", "True")
+#: lcm(1..12): guild n's timestamp part is n modulo this, so it is on shard n % count for any count up to 12.
+_SHARD_SPREAD = 27_720
 
 
 @dataclass(eq=False)
@@ -77,6 +90,11 @@ class _Session:
     intents: int = 0
     seq: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    shard: tuple[int, int] = (0, 1)
+    session_id: str = ""
+
+    def owns(self, guild_id: str) -> bool:
+        return shard_of(guild_id, self.shard[1]) == self.shard[0]
 
     async def send(self, op: int, data: Any, event: str | None = None) -> None:
         async with self.lock:  # one writer at a time: sequence numbers must arrive in order
@@ -115,19 +133,25 @@ class FakeDiscord:
     intent is closed with 4014 "Disallowed intent(s)", as Discord does; without it, message content is
     blanked (`visible_to`). `premium_tier` is read when the bot connects and at every upload. Roles made
     with `add_role` and handed out with `give_role` before the bot connects are in its GUILD_CREATE, and
-    members carry them in messages and interactions.
+    members carry them in messages and interactions. `guild_count` guilds exist from the start (`guilds`;
+    the first is `guild_id`/`channel_id`); `recommended_shards` is what GET /gateway/bot answers.
     """
 
-    def __init__(self, *, premium_tier: int = 0, message_content_granted: bool = True) -> None:
+    def __init__(self, *, premium_tier: int = 0, message_content_granted: bool = True, guild_count: int = 1,
+                 recommended_shards: int = 1) -> None:
         self.token = "fake-bot-token." + secrets.token_urlsafe(12)
         self.premium_tier = premium_tier
         self.message_content_granted = message_content_granted
+        self.recommended_shards = recommended_shards
         self._next_seq = 0
         self.app_id = self._snowflake()
         self.bot_user = FakeUser(self.app_id, "pixbot", bot=True)
         self.alice = FakeUser(self._snowflake(), "alice")
         self.bob = FakeUser(self._snowflake(), "bob")
-        self.guild_id, self.channel_id = self._snowflake(), self._snowflake()
+        self.guilds: list[FakeGuild] = []
+        for _ in range(guild_count):
+            self.add_guild()
+        self.guild_id, self.channel_id = self.guilds[0].id, self.guilds[0].channel_id
         self.roles: dict[str, str] = {}  # role id -> name (besides @everyone)
         self.member_roles: dict[str, list[str]] = {}  # user id -> role ids
         self.base_url = ""
@@ -182,6 +206,29 @@ class FakeDiscord:
     @property
     def members(self) -> list[FakeUser]:
         return [self.bot_user, self.alice, self.bob]
+
+    def add_guild(self, name: str | None = None) -> FakeGuild:
+        """Another guild with one text channel; the nth (from 0) is on shard n % count for counts up to 12.
+        Add guilds before the bot connects (READY and GUILD_CREATE carry them)."""
+        index = len(self.guilds)
+        millis = int(time.time() * 1000) - _DISCORD_EPOCH_MS
+        # the low 22 bits are random: two fakes made within one spread window still get different guild ids
+        guild_id = str(((millis - millis % _SHARD_SPREAD + index) << 22) | secrets.randbelow(1 << 22))
+        guild = FakeGuild(guild_id, self._snowflake(), name or ("Fake Guild" if index == 0 else f"Fake Guild {index}"))
+        self.guilds.append(guild)
+        return guild
+
+    def guild(self, guild_id: str | None = None) -> FakeGuild:
+        """A guild by id (the first one without); LookupError for a guild the fake does not have."""
+        wanted = guild_id or self.guild_id
+        for guild in self.guilds:
+            if guild.id == wanted:
+                return guild
+        raise LookupError(f"the fake has no guild {wanted}")
+
+    def connected_shards(self) -> list[tuple[int, int]]:
+        """`(shard id, shard count)` of every identified gateway session, in the order they identified."""
+        return [s.shard for s in self._sessions]
 
     def add_role(self, name: str) -> str:
         """A new guild role; returns its id. Add roles before the bot connects (GUILD_CREATE carries them)."""
@@ -288,12 +335,15 @@ class FakeDiscord:
         the bot was offline: it is in history but not in the bot's cache. Returns the stored message.
         """
         channel_id = channel_id or self.channel_id
+        guild = self._guild_of(channel_id)
+        if guild is None:
+            raise LookupError(f"the fake has no channel {channel_id}")
         attachments = [await self._attachment(channel_id, UploadedFile(i, name, data, "")) for i, (name, data)
                        in enumerate(files)]
         msg = self._new_message(channel_id, user, {"content": content}, attachments, mentions=mentions)
         event = msg
         if reply_to is not None:
-            msg |= reply_fields(self._messages.get(reply_to["id"], reply_to), self.guild_id)
+            msg |= reply_fields(self._messages.get(reply_to["id"], reply_to), guild.id)
             author = msg["referenced_message"]["author"]
             if author["id"] not in {u["id"] for u in msg["mentions"]}:
                 msg["mentions"].append(author)  # a reply pings its author by default
@@ -301,19 +351,21 @@ class FakeDiscord:
                 event = {k: v for k, v in msg.items() if k != "referenced_message"}
         self._messages[msg["id"]] = msg
         if dispatch:
-            await self._dispatch("MESSAGE_CREATE", event, intent=GUILD_MESSAGES)
+            await self._dispatch("MESSAGE_CREATE", event, intent=GUILD_MESSAGES, guild_id=guild.id)
         await self._notify()
         return msg
 
     async def invoke_slash(self, user: FakeUser, name: str, *, guild_id: str | None = None,
                            attachment_size_limit: int | None = None, **options: Any) -> FakeInteraction:
-        """Run a synced chat-input command as `user` in the guild; options are typed from its definition.
+        """Run a synced chat-input command as `user` in a guild (the first one unless `guild_id`), in its
+        channel; options are typed from its definition.
 
         Attachment options take `(filename, bytes)`, user options a FakeUser. `attachment_size_limit`
         overrides the guild's upload limit for this interaction. Raises LookupError for a command the bot
         never synced (to this guild or globally), ValueError for options Discord's UI would refuse.
         """
-        command, scope = self._command(name, 1, guild_id)
+        guild = self.guild(guild_id)
+        command, scope = self._command(name, 1, guild.id)
         data: Json = {"id": command["id"], "name": name, "type": 1, "options": [], "resolved": {}}
         if scope is not None:
             data["guild_id"] = scope  # discord.py finds guild commands only through it
@@ -322,26 +374,28 @@ class FakeDiscord:
         if missing or not set(options) <= set(defined):
             raise ValueError(f"/{name}: missing {missing}, unknown {sorted(set(options) - set(defined))}")
         for option, value in options.items():
-            data["options"].append(await self._option(defined[option], value, data["resolved"]))
-        return await self._interact(user, 2, data, size_limit=attachment_size_limit)
+            data["options"].append(await self._option(defined[option], value, data["resolved"], guild.channel_id))
+        return await self._interact(user, 2, data, guild=guild, size_limit=attachment_size_limit)
 
     async def invoke_message_command(self, user: FakeUser, name: str,
                                      target_message: Json) -> FakeInteraction:
         """Run a synced message context-menu command on `target_message` (resolved.messages carries it)."""
-        command, scope = self._command(name, 3, None)
         target = self._messages.get(target_message["id"], target_message)
+        guild = self.guild(target["guild_id"])
+        command, scope = self._command(name, 3, guild.id)
         data: Json = {"id": command["id"], "name": name, "type": 3, "target_id": target["id"],
                       "resolved": {"messages": {target["id"]: target}}}
         if scope is not None:
             data["guild_id"] = scope
-        return await self._interact(user, 2, data)
+        return await self._interact(user, 2, data, guild=guild)
 
     async def click_button(self, user: FakeUser, message: Json, custom_id: str) -> FakeInteraction:
         """Click a button the message currently carries (LookupError if it has none with that id)."""
         current = self._messages.get(message["id"], message)
         if custom_id not in {c.get("custom_id") for c in walk_components(current.get("components", []))}:
             raise LookupError(f"message {current['id']} has no component {custom_id!r}")
-        return await self._interact(user, 3, {"custom_id": custom_id, "component_type": 2}, message=current)
+        return await self._interact(user, 3, {"custom_id": custom_id, "component_type": 2},
+                                    guild=self.guild(current["guild_id"]), message=current)
 
     async def submit_modal(self, user: FakeUser, custom_id: str, values: dict[str, Any]) -> FakeInteraction:
         """Submit the modal the bot last opened for `user`; `values` maps input custom_id to text."""
@@ -354,7 +408,8 @@ class FakeDiscord:
         if unknown:
             raise ValueError(f"modal {custom_id!r} has no inputs {sorted(unknown)}")
         data = {"custom_id": custom_id, "components": [modal_submission(c, values) for c in components]}
-        return await self._interact(user, 5, data, message=opened.payload.get("message"))
+        return await self._interact(user, 5, data, guild=self.guild(opened.payload["guild_id"]),
+                                    message=opened.payload.get("message"))
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -384,6 +439,7 @@ class FakeDiscord:
         finally:
             if session in self._sessions:
                 self._sessions.remove(session)
+                await self._notify()
         return ws
 
     async def _identify(self, session: _Session, data: Json) -> None:
@@ -395,31 +451,43 @@ class FakeDiscord:
         if session.intents & MESSAGE_CONTENT and not self.message_content_granted:
             await session.ws.close(code=4014, message=b"Disallowed intent(s).")
             return
+        shard = data.get("shard") or [0, 1]
+        if not (isinstance(shard, list) and len(shard) == 2 and all(isinstance(n, int) for n in shard)
+                and 0 <= shard[0] < shard[1]):
+            await session.ws.close(code=4010, message=b"Invalid shard.")
+            return
+        session.shard, session.session_id = (shard[0], shard[1]), secrets.token_hex(16)
         self._sessions.append(session)
-        ready = {"v": 10, "user": self.bot_user.payload(), "session_id": secrets.token_hex(16),
-                 "guilds": [{"id": self.guild_id, "unavailable": True}], "shard": [0, 1],
+        owned = [g for g in self.guilds if session.owns(g.id)]
+        ready = {"v": 10, "user": self.bot_user.payload(), "session_id": session.session_id,
+                 "guilds": [{"id": g.id, "unavailable": True} for g in owned], "shard": list(session.shard),
                  "resume_gateway_url": self.gateway_url, "application": {"id": self.app_id, "flags": 0},
                  "private_channels": []}
         await session.send(0, ready, "READY")
         # without the presences intent Discord lists only the bot among a guild's members
         members = self.members if session.intents & GUILD_PRESENCES else [self.bot_user]
-        guild = guild_payload(self.guild_id, [channel_payload(self.channel_id, self.guild_id)], members,
-                              owner_id=self.alice.id, premium_tier=self.premium_tier,
-                              member_count=len(self.members), roles=self.roles, member_roles=self.member_roles)
-        await session.send(0, guild, "GUILD_CREATE")
+        for g in owned:
+            guild = guild_payload(g.id, [channel_payload(g.channel_id, g.id)], members, owner_id=self.alice.id,
+                                  premium_tier=self.premium_tier, member_count=len(self.members),
+                                  roles=self.roles, member_roles=self.member_roles, name=g.name)
+            await session.send(0, guild, "GUILD_CREATE")
         self.ready_count += 1
         await self._notify()
 
-    async def _dispatch(self, event: str, data: Json, *, intent: int = 0) -> None:
-        """Send an event to every identified session that subscribed to `intent` (0: always sent)."""
+    async def _dispatch(self, event: str, data: Json, *, guild_id: str, intent: int = 0) -> list[_Session]:
+        """Send a guild's event to every identified session of its shard that subscribed to `intent` (0:
+        always sent); returns the sessions it went to."""
+        sent = []
         for session in list(self._sessions):
-            if intent and not session.intents & intent:
+            if (intent and not session.intents & intent) or not session.owns(guild_id):
                 continue
             try:
                 await session.send(0, visible_to(data, session.intents, self.app_id), event)
+                sent.append(session)
             except ConnectionError:  # the bot went away mid-send; its handler may have dropped it already
                 if session in self._sessions:
                     self._sessions.remove(session)
+        return sent
 
     def _route_table(self) -> list[tuple[str, str, _Handler, bool]]:
         """(method, path, handler, needs the bot token); webhook and callback routes use the URL token."""
@@ -510,7 +578,7 @@ class FakeDiscord:
 
     async def _get_gateway(self, req: _Request) -> tuple[int, Any]:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return 200, {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}
+        return 200, {"url": self.gateway_url, "shards": self.recommended_shards, "session_start_limit": limit}
 
     def _command_store(self, req: _Request) -> tuple[dict[str, Json], str | None]:
         if req.params["app"] != self.app_id:
@@ -518,7 +586,7 @@ class FakeDiscord:
         guild = req.params.get("guild")
         if guild is None:
             return self.global_commands, None
-        if guild != self.guild_id:
+        if guild not in {g.id for g in self.guilds}:
             raise ApiError(404, 10004, "Unknown Guild")
         return self.guild_commands.setdefault(guild, {}), guild
 
@@ -539,10 +607,14 @@ class FakeDiscord:
                           "description": sent.get("description", "")} | ({"guild_id": guild} if guild else {})
         return 200, list(store.values())
 
+    def _guild_of(self, channel_id: str) -> FakeGuild | None:
+        return next((g for g in self.guilds if g.channel_id == channel_id), None)
+
     def _channel(self, channel_id: str) -> Json:
-        if channel_id != self.channel_id:
+        guild = self._guild_of(channel_id)
+        if guild is None:
             raise ApiError(404, 10003, "Unknown Channel")
-        return channel_payload(self.channel_id, self.guild_id)
+        return channel_payload(channel_id, guild.id)
 
     async def _get_channel(self, req: _Request) -> tuple[int, Any]:
         return 200, self._channel(req.params["channel"])
@@ -556,7 +628,8 @@ class FakeDiscord:
 
     async def _post_message(self, req: _Request) -> tuple[int, Any]:
         """The bot's own message; Discord echoes it as MESSAGE_CREATE, and so does the fake."""
-        channel_id = self._channel(req.params["channel"])["id"]
+        channel = self._channel(req.params["channel"])
+        channel_id = channel["id"]
         self._check_size(req.files, self.filesize_limit)
         body = req.json or {}
         attachments = await self._new_attachments(channel_id, body, req)
@@ -566,7 +639,7 @@ class FakeDiscord:
             if target is None and ref.get("fail_if_not_exists", True):
                 raise ApiError(400, 50035, "Invalid Form Body: Unknown message")
             if target is not None:
-                msg |= reply_fields(target, self.guild_id)
+                msg |= reply_fields(target, channel["guild_id"])
         return 200, await self._publish(msg)
 
     async def _get_message(self, req: _Request) -> tuple[int, Any]:
@@ -673,7 +746,8 @@ class FakeDiscord:
         content = body.get("content") or ""
         mentioned = {u.id: u for u in mentions} | {
             u.id: u for u in self.members if re.search(rf"<@!?{u.id}>", content)}
-        msg = message_payload(self._snowflake(), channel_id, self.guild_id, author, body, attachments,
+        guild_id = self._channel(channel_id)["guild_id"]
+        msg = message_payload(self._snowflake(), channel_id, guild_id, author, body, attachments,
                               list(mentioned.values()))
         msg["member"]["roles"] = list(self.member_roles.get(author.id, []))
         if interaction is not None:
@@ -682,13 +756,13 @@ class FakeDiscord:
                     "type": {1: 20, 2: 23, 3: 23}.get(command_type or 0, 0),  # CHAT_INPUT, CONTEXT_MENU
                     "interaction_metadata": {"id": interaction.id, "type": interaction.type,
                                              "user": interaction.user.payload(),
-                                             "authorizing_integration_owners": {"0": self.guild_id}}}
+                                             "authorizing_integration_owners": {"0": guild_id}}}
         return msg
 
     async def _publish(self, msg: Json) -> Json:
         self._messages[msg["id"]] = msg
         if not _hidden(msg):
-            await self._dispatch("MESSAGE_CREATE", msg, intent=GUILD_MESSAGES)
+            await self._dispatch("MESSAGE_CREATE", msg, intent=GUILD_MESSAGES, guild_id=msg["guild_id"])
         return msg
 
     async def _edit(self, msg: Json, req: _Request) -> Json:
@@ -707,14 +781,14 @@ class FakeDiscord:
         msg["flags"] = (msg["flags"] & ~LOADING) | (int(body.get("flags") or 0) & ~EPHEMERAL)
         msg["edited_timestamp"] = now_iso()
         if not _hidden(msg):
-            await self._dispatch("MESSAGE_UPDATE", msg, intent=GUILD_MESSAGES)
+            await self._dispatch("MESSAGE_UPDATE", msg, intent=GUILD_MESSAGES, guild_id=msg["guild_id"])
         return msg
 
     async def _remove(self, msg: Json) -> None:
         del self._messages[msg["id"]]
         if not _hidden(msg):
-            event = {"id": msg["id"], "channel_id": msg["channel_id"], "guild_id": self.guild_id}
-            await self._dispatch("MESSAGE_DELETE", event, intent=GUILD_MESSAGES)
+            event = {"id": msg["id"], "channel_id": msg["channel_id"], "guild_id": msg["guild_id"]}
+            await self._dispatch("MESSAGE_DELETE", event, intent=GUILD_MESSAGES, guild_id=msg["guild_id"])
 
     def _check_size(self, files: list[UploadedFile], limit: int) -> None:
         if sum(len(f.data) for f in files) > limit:
@@ -750,22 +824,19 @@ class FakeDiscord:
             attachment["description"] = description
         return attachment
 
-    def _command(self, name: str, kind: int, guild_id: str | None) -> tuple[Json, str | None]:
+    def _command(self, name: str, kind: int, guild_id: str) -> tuple[Json, str | None]:
         """The synced command and its scope (guild id, or None for global); guild commands win."""
-        guild_id = guild_id or self.guild_id
-        if guild_id != self.guild_id:
-            raise ValueError(f"the fake has one guild, {self.guild_id}")
         for scope, store in ((guild_id, self.guild_commands.get(guild_id, {})), (None, self.global_commands)):
             for command in store.values():
                 if command["name"] == name and command["type"] == kind:
                     return command, scope
         raise LookupError(f"command {name!r} (type {kind}) was never synced by the bot")
 
-    async def _option(self, defined: Json, value: Any, resolved: Json) -> Json:
+    async def _option(self, defined: Json, value: Any, resolved: Json, channel_id: str) -> Json:
         kind = defined["type"]
         if kind == 11:  # attachment: uploaded by the user, described in data.resolved
             filename, data = value
-            attachment = await self._attachment(self.channel_id, UploadedFile(0, filename, data, ""))
+            attachment = await self._attachment(channel_id, UploadedFile(0, filename, data, ""))
             resolved.setdefault("attachments", {})[attachment["id"]] = attachment
             value = attachment["id"]
         elif kind == 6:
@@ -781,27 +852,32 @@ class FakeDiscord:
             raise ValueError(f"{defined['name']}={value!r} is not one of the choices {choices}")
         return {"name": defined["name"], "type": kind, "value": value}
 
-    async def _interact(self, user: FakeUser, kind: int, data: Json, *, message: Json | None = None,
-                        size_limit: int | None = None) -> FakeInteraction:
-        if not self._sessions:
-            raise RuntimeError("no bot is connected to the fake gateway")
+    async def _interact(self, user: FakeUser, kind: int, data: Json, *, guild: FakeGuild,
+                        message: Json | None = None, size_limit: int | None = None) -> FakeInteraction:
+        """Send the interaction on the gateway session of the guild's shard (RuntimeError if none is up)."""
+        if not any(s.owns(guild.id) for s in self._sessions):
+            shards = ", ".join(f"{i}/{n}" for i, n in self.connected_shards()) or "none"
+            raise RuntimeError(f"no bot is connected to the fake gateway on the shard of guild {guild.id} "
+                               f"(connected shards: {shards})")
         interaction_id = self._snowflake()
         limit = size_limit if size_limit is not None else self.filesize_limit
         payload: Json = {
             "id": interaction_id, "application_id": self.app_id, "type": kind, "data": data,
             "token": f"itok.{interaction_id}.{secrets.token_urlsafe(16)}", "version": 1,
-            "guild_id": self.guild_id, "guild": {"id": self.guild_id, "locale": "en-US", "features": []},
-            "channel_id": self.channel_id, "channel": channel_payload(self.channel_id, self.guild_id),
+            "guild_id": guild.id, "guild": {"id": guild.id, "locale": "en-US", "features": []},
+            "channel_id": guild.channel_id, "channel": channel_payload(guild.channel_id, guild.id),
             "member": member_payload(user, permissions=True, roles=self.member_roles.get(user.id)),
             "locale": "en-US", "guild_locale": "en-US",
             "app_permissions": MEMBER_PERMISSIONS, "entitlements": [], "context": 0,
-            "authorizing_integration_owners": {"0": self.guild_id}, "attachment_size_limit": limit,
+            "authorizing_integration_owners": {"0": guild.id}, "attachment_size_limit": limit,
         }
         if message is not None:
             payload["message"] = message
         rec = FakeInteraction(interaction_id, payload["token"], kind, user, payload, limit)
         self.interactions.append(rec)
-        await self._dispatch("INTERACTION_CREATE", payload)
+        sent = await self._dispatch("INTERACTION_CREATE", payload, guild_id=guild.id)
+        if sent:
+            rec.shard, rec.session_id = sent[0].shard, sent[0].session_id
         await self._notify()
         return rec
 
