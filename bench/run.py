@@ -25,7 +25,7 @@ __all__ = ["BENCHMARKS", "main", "summary_table"]
 
 #: The registry, in run order: one module per benchmark, each exposing ``BENCHMARK``.
 _MODULES = ("bench.bench_count", "bench.bench_overhead", "bench.bench_rss", "bench.bench_api",
-            "bench.bench_telegram", "bench.bench_studio")
+            "bench.bench_telegram", "bench.bench_studio", "bench.bench_scale")
 BENCHMARKS: dict[str, Benchmark] = {
     bench.name: bench for bench in (importlib.import_module(m).BENCHMARK for m in _MODULES)
 }
