@@ -317,7 +317,12 @@ class StorageConfig(_OwnBlock):
 
 
 class LimitsConfig(_OwnBlock):
+    #: Provider calls in flight per provider in this process.
     concurrency: int = Field(default=8, ge=1, le=256)
+    #: Provider calls in flight per provider across every process sharing the state database (slots leased
+    #: in the database, ``core/limits.py``); 0 = no shared limit, only ``concurrency`` per process.
+    global_concurrency: int = Field(default=0, ge=0, le=4096, description="0 = off")
+    #: Jobs running at once in one chat, counted across every process sharing the state database.
     per_chat_jobs: int = Field(default=2, ge=1)
     per_user_daily: int = Field(default=50, ge=0, description="0 = unlimited")
     job_timeout_s: float = Field(default=300, gt=0)

@@ -1,19 +1,20 @@
 """What processes sharing the state database agree on (SQLite engine): the deployment's settings, things
-done once, named roles held by one process at a time (leases), and who is alive. Each method is one write
+done once, named roles held by one process at a time (leases), numbered slots of a shared limit, and who
+is alive. Each method is one write
 transaction, and SQLite serialises writers across processes, so every promise holds across processes."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from core.db import Database, utc_timestamp
 from core.stores import CoordinationStore, OwnerCheck, ProcessInfo
 
-__all__ = ["Coordination", "lease_end", "seen_since"]
+__all__ = ["Coordination", "free_slot", "held_slots", "lease_end", "seen_since"]
 
 
 def lease_end(lease_s: float) -> str:
@@ -79,6 +80,55 @@ class Coordination:
 
     async def forget_process(self, owner: str) -> None:
         await self._db.run(lambda conn: conn.execute("DELETE FROM processes WHERE owner = ?", (owner,)))
+
+    async def acquire_slot(self, name: str, capacity: int, owner: str, lease_s: float,
+                           is_dead: OwnerCheck) -> int | None:
+        if capacity < 1:
+            return None
+
+        def tx(conn: sqlite3.Connection) -> int | None:
+            now = utc_timestamp()  # after the write lock is ours
+            rows = conn.execute("SELECT slot, owner, lease_until FROM slots WHERE name = ?", (name,)).fetchall()
+            held = held_slots([(int(r["slot"]), r["owner"], r["lease_until"]) for r in rows], now, is_dead)
+            free = free_slot(held, capacity)
+            if free is not None:
+                conn.execute("INSERT INTO slots (name, slot, owner, lease_until) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (name, slot) DO UPDATE SET owner = excluded.owner, "
+                             "lease_until = excluded.lease_until", (name, free, owner, lease_end(lease_s)))
+            return free
+
+        return await self._db.run(tx)
+
+    async def release_slot(self, name: str, slot: int, owner: str) -> None:
+        await self._db.run(lambda conn: conn.execute(
+            "DELETE FROM slots WHERE name = ? AND slot = ? AND owner = ?", (name, slot, owner)))
+
+    async def renew_slots(self, owner: str, lease_s: float) -> int:
+        return await self._db.run(lambda conn: conn.execute(
+            "UPDATE slots SET lease_until = ? WHERE owner = ?", (lease_end(lease_s), owner)).rowcount)
+
+
+def held_slots(rows: Iterable[tuple[int, str, str]], now: str, is_dead: OwnerCheck) -> set[int]:
+    """The slot numbers of ``(slot, owner, lease_until)`` rows still held: a live lease of an owner not
+    known to be gone (each owner checked once)."""
+    dead: dict[str, bool] = {}
+    held = set()
+    for slot, holder, until in rows:
+        if until < now:
+            continue
+        if holder not in dead:
+            dead[holder] = is_dead(holder)
+        if not dead[holder]:
+            held.add(slot)
+    return held
+
+
+def free_slot(held: Collection[int], capacity: int) -> int | None:
+    """The lowest slot number below ``capacity`` not ``held``; None when ``capacity`` slots are held (slots
+    numbered above it, held since a larger capacity was configured, count too)."""
+    if len(held) >= capacity:
+        return None
+    return next(n for n in range(capacity) if n not in held)
 
 
 if TYPE_CHECKING:

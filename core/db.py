@@ -22,7 +22,7 @@ __all__ = ["SCHEMA_VERSION", "Database", "open_database", "utc_timestamp"]
 T = TypeVar("T")
 
 #: Bumped by every schema change; ``Database.open`` migrates older files step by step.
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 _MEMORY: Final = ":memory:"
 _BUSY_TIMEOUT_MS: Final = 5000
 
@@ -106,8 +106,17 @@ _COORDINATION_V4: Final = (
     "ALTER TABLE jobs ADD COLUMN announce TEXT",
     "CREATE INDEX IF NOT EXISTS jobs_to_announce ON jobs (chat_key) WHERE announce IS NOT NULL",
 )
+# Version 5: ``slots``: the numbered slots of a limit shared by every process (``limits.globalConcurrency``:
+# provider calls in flight per provider), each held by one owner under a lease it renews while the call runs;
+# a released slot's row is deleted, a lapsed one is taken over. The primary key gives each slot one holder.
+_SLOTS_V5: Final = (
+    """CREATE TABLE IF NOT EXISTS slots (name TEXT NOT NULL, slot INTEGER NOT NULL, owner TEXT NOT NULL,
+        lease_until TEXT NOT NULL, PRIMARY KEY (name, slot)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS slots_by_owner ON slots (owner)",
+)
 #: _MIGRATIONS[n] takes a file from user_version n to n + 1.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2, _GALLERY_V3, _COORDINATION_V4)
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2, _GALLERY_V3, _COORDINATION_V4,
+                                                   _SLOTS_V5)
 
 
 def utc_timestamp() -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 from core.db import Database, utc_timestamp
 from core.models import Artifact
 from core.state import ChatState, platform_range, record_history
-from core.stores import TERMINAL, ChatSummary, JobRecord, JobStatus, JobStore, OwnerCheck, StateStore
+from core.stores import TERMINAL, ChatBusy, ChatSummary, JobRecord, JobStatus, JobStore, OwnerCheck, StateStore
 
 __all__ = ["TERMINAL", "JobLedger", "JobRecord", "JobStatus"]
 
@@ -134,10 +134,15 @@ class JobLedger:
         started: bool = False,
         owner: str | None = None,
         lease_s: float = 0.0,
+        max_running_per_chat: int = 0,
     ) -> JobRecord:
         """Record a new job as "queued", or as "generating" when ``started`` (one write instead of
         two for a job that begins at once), held by ``owner`` for ``lease_s`` seconds.
-        ``request`` and ``origin`` must be JSON-serialisable."""
+        ``request`` and ``origin`` must be JSON-serialisable.
+
+        ``max_running_per_chat`` > 0: raise ``ChatBusy`` (nothing written) when the chat already has that
+        many unsettled jobs with a live lease. Counted in the write transaction that inserts: SQLite
+        serialises writers across processes, so racing callers are counted one after the other."""
         request_json = json.dumps(dict(request), ensure_ascii=False)
         origin_json = json.dumps(dict(origin or {}), ensure_ascii=False)
         now = utc_timestamp()
@@ -151,6 +156,11 @@ class JobLedger:
                owner, job.lease_until)
 
         def tx(conn: sqlite3.Connection) -> None:
+            if max_running_per_chat > 0:
+                running = conn.execute(f"SELECT COUNT(*) FROM jobs WHERE chat_key = ? AND {_UNSETTLED} "
+                                       "AND lease_until >= ?", (chat_key, utc_timestamp())).fetchone()[0]
+                if running >= max_running_per_chat:
+                    raise ChatBusy(max_running_per_chat)
             conn.execute(
                 "INSERT INTO jobs (id, chat_key, user_key, status, prompt, requested, request, origin, "
                 "artifact_ids, error, created_at, updated_at, owner, lease_until) "

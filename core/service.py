@@ -35,10 +35,11 @@ from core.errors import (
     NothingToEdit,
     PixbotError,
     QuotaExceeded,
-    RateLimited,
     Unsupported,
 )
+from core.events import EventBus, LocalEventBus
 from core.gallery import Browsing
+from core.limits import SharedSlots, quota_message
 from core.models import Artifact, ImageRequest, JobResult, Reference, RequestSummary
 from core.net import RetryPolicy
 from core.owners import owner_is_dead, this_owner
@@ -46,7 +47,7 @@ from core.past import PastRequest
 from core.provider import ImageProvider
 from core.references import ReferenceResolver
 from core.slots import JobRun, Progress, ProgressCallback
-from core.stores import ChatSettings, CoordinationStore, HistoryEntry, JobRecord, JobStore, StateStore
+from core.stores import ChatBusy, ChatSettings, CoordinationStore, HistoryEntry, JobRecord, JobStore, StateStore
 from core.watch import Coordinating
 
 __all__ = ["LEASE_S", "ImageService", "PastRequest", "Progress", "ProgressCallback"]
@@ -93,6 +94,9 @@ class ImageService(Browsing, Coordinating):
             store, [config.media_dir, *config.storage.allowed_dirs],
             max_bytes=limits.max_reference_bytes, max_pixels=limits.max_pixels)
         self._semaphores = {name: asyncio.Semaphore(limits.concurrency) for name in self.providers}
+        #: ``limits.globalConcurrency``'s provider slots (core/limits.py); a bare service has no database to share.
+        self._shared = None if coordination is None else SharedSlots(coordination, self.owner, lease_s,
+                                                                     limits.global_concurrency)
         self._running: dict[str, set[str]] = defaultdict(set)
         self._active: dict[str, JobRun] = {}
         self._idle = asyncio.Event()
@@ -100,6 +104,9 @@ class ImageService(Browsing, Coordinating):
         self._lease_keeper: asyncio.Task[None] | None = None
         #: Which engine holds the stores (set by the composition root; shown by ``pixbot doctor``).
         self.storage_info: dict[str, object] = {}
+        #: Live events (a studio thread's progress): the storage's bus, shared by every process on
+        #: PostgreSQL (set by the composition root); this process's own until then.
+        self.events: EventBus = LocalEventBus()
 
     # -- what front-ends ask -----------------------------------------------------------------
     @property
@@ -122,6 +129,8 @@ class ImageService(Browsing, Coordinating):
         self.providers = dict(providers)
         for name in self.providers:
             self._semaphores.setdefault(name, asyncio.Semaphore(config.limits.concurrency))
+        if self._shared is not None:
+            self._shared.capacity = config.limits.global_concurrency
 
     def running_jobs(self, chat_key: str | None = None) -> list[str]:
         if chat_key is None:
@@ -309,21 +318,26 @@ class ImageService(Browsing, Coordinating):
 
         chat_key, user_key = request.chat.key, request.chat.user_key
         if enforce_limits:
-            if len(self._running.get(chat_key, ())) >= limits.per_chat_jobs:
-                raise RateLimited(f"This chat already has {limits.per_chat_jobs} jobs running. Wait for one to "
-                                  "finish, or cancel it.")
+            if len(self._running.get(chat_key, ())) >= limits.per_chat_jobs:  # this process's own: no need to ask
+                raise ChatBusy(limits.per_chat_jobs)
             if await self.state.try_consume(user_key, count, limits.per_user_daily) is None:
                 used = await self.state.usage_today(user_key)
-                raise QuotaExceeded(_quota_message(limits.per_user_daily, used, count))
+                raise QuotaExceeded(quota_message(limits.per_user_daily, used, count))
 
         summary = RequestSummary(prompt=request.prompt, mode=request.mode, count=count, provider=chain[0].provider,
                                  model=chain[0].model, aspect_ratio=request.aspect_ratio, size=request.size,
                                  references=tuple(r.artifact_id or r.source for r in resolved))
-        record = await self.jobs.create(
-            chat_key=chat_key, user_key=user_key if enforce_limits else None, prompt=prompt, requested=count,
-            request=summary.to_dict(), origin=request.origin, started=True, owner=self.owner, lease_s=self.lease_s)
+        try:  # the per-chat limit over every process: counted and recorded in one atomic step
+            record = await self.jobs.create(
+                chat_key=chat_key, user_key=user_key if enforce_limits else None, prompt=prompt, requested=count,
+                request=summary.to_dict(), origin=request.origin, started=True, owner=self.owner,
+                lease_s=self.lease_s, max_running_per_chat=limits.per_chat_jobs if enforce_limits else 0)
+        except ChatBusy:
+            await self.state.refund(user_key, count)  # nothing was made
+            raise
+        shared = self._shared if self._shared and self._shared.capacity else None  # off: not in the way
         run = JobRun(record, count, prompt, chain, resolved, request, self.providers, self._semaphores,
-                     self.retry, self.store, self.jobs, limits.job_timeout_s, progress)
+                     self.retry, self.store, self.jobs, limits.job_timeout_s, progress, shared)
         self._begin(run, chat_key)
         try:
             try:
@@ -366,7 +380,7 @@ class ImageService(Browsing, Coordinating):
             self._idle.set()
 
     async def _keep_leases(self) -> None:
-        """Renew this process's claim on its running jobs while there are any."""
+        """Renew this process's claim on its running jobs (and on their provider slots) while there are any."""
         while self._active:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), self.lease_s / 3)
@@ -374,6 +388,8 @@ class ImageService(Browsing, Coordinating):
                 return
             try:
                 await self.jobs.renew(self.owner, self.lease_s)
+                if self._shared is not None:
+                    await self._shared.renew()
             except PixbotError as exc:  # a database hiccup: the next round tries again
                 log.warning("could not renew job leases: %s", exc)
 
@@ -439,19 +455,3 @@ class ImageService(Browsing, Coordinating):
                                             f"fell back to {ordered[0].provider}/{ordered[0].model}"))
         edited = tuple(r.artifact_id or r.source for r in run.refs)
         return JobResult(run.id, request, tuple(ordered), tuple(errors), report, run.total, edited)
-
-
-def _images(n: int) -> str:
-    return f"{n} image" if n == 1 else f"{n} images"
-
-
-def _quota_message(limit: int, used: int, asked: int) -> str:
-    """What is left today, against what was asked, and exactly when the count starts again."""
-    now = datetime.now(UTC)
-    resets = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    hours, rest = divmod(int((resets - now).total_seconds()), 3600)
-    when = f"the quota resets at midnight UTC (in {hours} h {rest // 60} min)."
-    left = max(0, limit - used)
-    if not left:
-        return f"You have used your {_images(limit)} for today: {when}"
-    return f"You have {_images(left)} left today (you asked for {asked}). Ask for {left} or fewer, or wait: {when}"

@@ -1,6 +1,7 @@
 """One job's run (``JobRun``): its slots requested concurrently, each through the fallback chain with
-retries, every image stored and attached to the job as it arrives, progress reported, and the slots
-stopped cleanly (keeping what they stored) on a timeout or a cancellation.
+retries (each call within ``limits.concurrency``, and ``limits.globalConcurrency`` when set: core/limits.py),
+every image stored and attached to the job as it arrives, progress reported, and the slots stopped cleanly
+(keeping what they stored) on a timeout or a cancellation.
 
 The service decides whether a job may run and settles it afterwards; this only runs it."""
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from core.artifacts import ArtifactStore
 from core.capabilities import Plan
 from core.errors import Cancelled, PixbotError, ProviderTimeout
+from core.limits import SharedSlots
 from core.models import Artifact, ImageRequest, SlotError
 from core.net import RetryPolicy, with_retries
 from core.provider import ImageProvider, ProviderRequest
@@ -58,6 +60,10 @@ class JobRun:
     jobs: JobStore
     timeout_s: float
     progress: ProgressCallback | None = None
+    #: ``limits.globalConcurrency``'s slots, taken after this process's semaphore; None when it is off.
+    shared: SharedSlots | None = None
+    #: When the job's time is up (the loop's clock), set as it starts.
+    deadline: float = 0.0
     #: ``(slot, index within the slot's answer, artifact)``: a provider may return several images per call.
     stored: list[tuple[int, int, Artifact]] = field(default_factory=list)
     errors: list[SlotError] = field(default_factory=list)
@@ -86,6 +92,7 @@ class JobRun:
         """Run every slot at once within the job timeout. On return each slot has an image or an error.
         If the caller is cancelled, the slots are stopped and accounted for before the cancellation goes on."""
         try:
+            self.deadline = asyncio.get_running_loop().time() + self.timeout_s
             await self._report(0, 0)
             for slot in range(self.total):
                 self.tasks.add(asyncio.create_task(self._slot(slot)))
@@ -140,7 +147,10 @@ class JobRun:
 
             async def attempt(adapter: ImageProvider = adapter, call: ProviderRequest = call) -> list[bytes]:
                 async with self.semaphores[adapter.name]:
-                    return (await adapter.generate(call)).images
+                    if self.shared is None:
+                        return (await adapter.generate(call)).images
+                    async with self.shared.hold(adapter.name, self.deadline):
+                        return (await adapter.generate(call)).images
 
             try:
                 images = await with_retries(attempt, self.retry, on_retry=self._log_retry(slot))

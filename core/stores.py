@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final, Literal, Protocol
 
+from core.errors import RateLimited
 from core.models import Artifact
 
 __all__ = [
     "DELIVERY_STYLES",
     "TERMINAL",
+    "ChatBusy",
     "ChatSettings",
     "ChatStore",
     "ChatSummary",
@@ -42,6 +44,17 @@ DELIVERY_STYLES: Final = ("photo", "document", "both")
 
 JobStatus = Literal["queued", "generating", "stored", "delivered", "failed"]
 TERMINAL: Final = frozenset({"delivered", "failed"})
+
+
+class ChatBusy(RateLimited):
+    """``JobStore.create`` refused: the chat already runs ``limit`` jobs (``limits.perChatJobs``), counted
+    across every process sharing the database. Nothing was created. The message is the one a chat user
+    sees for the per-chat limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"This chat already has {limit} jobs running. Wait for one to finish, or cancel it.",
+                         detail=f"limits.perChatJobs {limit} reached")
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +285,13 @@ class JobStore(Protocol):
 
     async def create(self, *, chat_key: str, user_key: str | None, prompt: str, requested: int,
                      request: Mapping[str, Any], origin: Mapping[str, Any] | None = None,
-                     started: bool = False, owner: str | None = None, lease_s: float = 0.0) -> JobRecord:
-        """A new job, "generating" when ``started`` else "queued", held by ``owner`` for ``lease_s``."""
+                     started: bool = False, owner: str | None = None, lease_s: float = 0.0,
+                     max_running_per_chat: int = 0) -> JobRecord:
+        """A new job, "generating" when ``started`` else "queued", held by ``owner`` for ``lease_s``.
+
+        ``max_running_per_chat`` > 0: when the chat already has that many unsettled jobs (queued or
+        generating) whose lease is live, raise ``ChatBusy`` and create nothing. The count and the insert
+        are one atomic step across processes: callers racing past the limit never all succeed."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None: ...
@@ -387,6 +405,22 @@ class CoordinationStore(Protocol):
         ...
 
     async def forget_process(self, owner: str) -> None: ...
+
+    async def acquire_slot(self, name: str, capacity: int, owner: str, lease_s: float,
+                           is_dead: OwnerCheck) -> int | None:
+        """Take one of ``capacity`` numbered slots of ``name`` (``limits.globalConcurrency``) for ``owner``
+        for ``lease_s`` seconds: a number 0..capacity-1 that is free, whose lease lapsed or whose holder
+        ``is_dead``; None when ``capacity`` slots are held (an owner may hold several). Each slot goes to
+        exactly one caller, even when several processes ask at once."""
+        ...
+
+    async def release_slot(self, name: str, slot: int, owner: str) -> None:
+        """Give the slot back at once if ``owner`` holds it."""
+        ...
+
+    async def renew_slots(self, owner: str, lease_s: float) -> int:
+        """Extend the lease of every slot ``owner`` holds; returns how many."""
+        ...
 
 
 class OwnerCheck(Protocol):

@@ -4,7 +4,12 @@ Things done once and the first setting written rest on the primary keys: ``INSER
 waits for a concurrent insert of the same key and then does nothing, so exactly one caller inserts. A lease
 is decided under its row's lock (``SELECT … FOR UPDATE`` in a transaction), the holder's liveness checked
 in Python meanwhile; two processes taking a free lease at once both insert, and the one that loses the
-conflict reads the winner's row and decides again.
+conflict reads the winner's row and decides again. A slot of a shared limit is taken the same way: the
+name's slot rows are read ``FOR UPDATE`` (in slot order, so callers queue on the same first row rather than
+deadlock), a lapsed or dead holder's row is taken under its lock, and a free number is inserted with ``ON
+CONFLICT DO NOTHING``; a caller that loses that insert to a concurrent one reads the rows again. The primary
+key (name, slot) gives each slot one holder. That caller starts a new transaction, so no one waits for rows
+while holding rows of an earlier read (which could deadlock).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 from collections.abc import Sequence
 from datetime import date
 
-from core.coordination import lease_end, seen_since
+from core.coordination import free_slot, held_slots, lease_end, seen_since
 from core.db import utc_timestamp
 from core.postgres.pool import Pool, rowcount
 from core.stores import OwnerCheck, ProcessInfo
@@ -74,3 +79,37 @@ class PostgresCoordination:
 
     async def forget_process(self, owner: str) -> None:
         await self._pool.execute("DELETE FROM processes WHERE owner = $1", owner)
+
+    async def acquire_slot(self, name: str, capacity: int, owner: str, lease_s: float,
+                           is_dead: OwnerCheck) -> int | None:
+        if capacity < 1:
+            return None
+        while True:
+            async with self._pool.transaction() as conn:
+                rows = await conn.fetch("SELECT slot, owner, lease_until FROM slots WHERE name = $1 ORDER BY slot "
+                                        "FOR UPDATE", name)
+                held = held_slots([(int(r["slot"]), r["owner"], r["lease_until"]) for r in rows], utc_timestamp(),
+                                  is_dead)
+                free = free_slot(held, capacity)
+                if free is None:
+                    return None
+                if any(int(r["slot"]) == free for r in rows):  # lapsed or its holder gone: ours under its lock
+                    await conn.execute("UPDATE slots SET owner = $3, lease_until = $4 WHERE name = $1 AND slot = $2",
+                                       name, free, owner, lease_end(lease_s))
+                    return free
+                if rowcount(await conn.execute(
+                        "INSERT INTO slots (name, slot, owner, lease_until) VALUES ($1, $2, $3, $4) "
+                        "ON CONFLICT (name, slot) DO NOTHING", name, free, owner, lease_end(lease_s))):
+                    return free
+            # Another caller inserted that number first: read the rows again in a new transaction (holding no
+            # locks while waiting for others' rows, so callers never wait for each other in a circle).
+
+    async def release_slot(self, name: str, slot: int, owner: str) -> None:
+        await self._pool.execute("DELETE FROM slots WHERE name = $1 AND slot = $2 AND owner = $3", name, slot, owner)
+
+    async def renew_slots(self, owner: str, lease_s: float) -> int:
+        # Rows locked in (name, slot) order, as ``acquire_slot`` locks them: the two never wait in a circle.
+        return rowcount(await self._pool.execute(
+            "UPDATE slots s SET lease_until = $2 FROM (SELECT name, slot FROM slots WHERE owner = $1 "
+            "ORDER BY name, slot FOR UPDATE) mine WHERE s.name = mine.name AND s.slot = mine.slot",
+            owner, lease_end(lease_s)))

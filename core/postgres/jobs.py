@@ -6,7 +6,9 @@ the old status comes back with the new row, and the error to raise (unknown job,
 out from it afterwards, nothing having been written. ``settle_orphans`` and ``claim_deliveries`` claim
 their jobs with ``FOR UPDATE SKIP LOCKED``: two processes sweeping at once split the jobs, and each is
 taken once. ``claim_announcements`` is one ``UPDATE … WHERE announce IS NOT NULL RETURNING``: a concurrent
-claim waits for the row, re-reads it, finds it taken and passes it by.
+claim waits for the row, re-reads it, finds it taken and passes it by. ``create`` under ``limits.perChatJobs``
+counts the chat's running jobs and inserts in one transaction holding the chat's advisory lock
+(``pg_advisory_xact_lock(CHAT_LOCK, hashtext(chat_key))``), so racing creations in one chat take turns.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from core.models import Artifact
 from core.postgres.pool import Pool, Row, rowcount
 from core.postgres.state import HISTORY, history_args
 from core.state import platform_range
-from core.stores import TERMINAL, ChatSummary, JobRecord, OwnerCheck
+from core.stores import TERMINAL, ChatBusy, ChatSummary, JobRecord, OwnerCheck
 
-__all__ = ["PostgresJobLedger"]
+__all__ = ["CHAT_LOCK", "PostgresJobLedger"]
 
 log = logging.getLogger("core.jobs")
 
@@ -83,6 +85,14 @@ _ADD: Final = """
         FROM old WHERE j.id = old.id AND old.status NOT IN ('delivered', 'failed'))
     SELECT status FROM old"""
 
+_CREATE: Final = ("INSERT INTO jobs (id, chat_key, user_key, status, prompt, requested, request, origin, "
+                  "artifact_ids, error, created_at, updated_at, owner, lease_until) "
+                  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', NULL, $9, $9, $10, $11)")
+
+#: The first key of the advisory lock a chat's job creation holds (``pg_advisory_xact_lock(CHAT_LOCK,
+#: hashtext(chat_key))``) under ``limits.perChatJobs``: b"pixc"; two-key locks never meet one-key ones.
+CHAT_LOCK: Final = 0x70697863
+
 _FAIL: Final = """
     WITH old AS (SELECT id, status FROM jobs WHERE id = $1 FOR UPDATE),
     failed AS (
@@ -99,7 +109,10 @@ class PostgresJobLedger:
 
     async def create(self, *, chat_key: str, user_key: str | None, prompt: str, requested: int,
                      request: Mapping[str, Any], origin: Mapping[str, Any] | None = None, started: bool = False,
-                     owner: str | None = None, lease_s: float = 0.0) -> JobRecord:
+                     owner: str | None = None, lease_s: float = 0.0, max_running_per_chat: int = 0) -> JobRecord:
+        """A new job. With ``max_running_per_chat``, the count of the chat's running jobs and the insert run in
+        one transaction holding the chat's advisory lock: a caller racing on the same chat waits for it and
+        then counts the job this one inserted (READ COMMITTED: each statement sees what was committed)."""
         request_json = json.dumps(dict(request), ensure_ascii=False)
         origin_json = json.dumps(dict(origin or {}), ensure_ascii=False)
         now = utc_timestamp()
@@ -109,12 +122,18 @@ class PostgresJobLedger:
             status="generating" if started else "queued", prompt=prompt, requested=requested,
             origin=json.loads(origin_json), artifact_ids=(), error=None, created_at=now, updated_at=now,
             request=json.loads(request_json), owner=owner, lease_until=_lease_until(lease_s))
-        await self._pool.execute(
-            "INSERT INTO jobs (id, chat_key, user_key, status, prompt, requested, request, origin, artifact_ids, "
-            "error, created_at, updated_at, owner, lease_until) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '[]', NULL, $9, $9, $10, $11)",
-            job.id, chat_key, user_key, job.status, prompt, requested, request_json, origin_json, now, owner,
-            job.lease_until)
+        row = (job.id, chat_key, user_key, job.status, prompt, requested, request_json, origin_json, now, owner,
+               job.lease_until)
+        if max_running_per_chat <= 0:
+            await self._pool.execute(_CREATE, *row)
+        else:
+            async with self._pool.transaction() as conn:
+                await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", CHAT_LOCK, chat_key)
+                running = await conn.fetchval(f"SELECT count(*) FROM jobs WHERE chat_key = $1 AND {_UNSETTLED} "
+                                              "AND lease_until >= $2", chat_key, utc_timestamp())
+                if running >= max_running_per_chat:
+                    raise ChatBusy(max_running_per_chat)
+                await conn.execute(_CREATE, *row)
         log.info("job %s new->%s chat=%s", job.id, job.status, job.chat_key)
         log.debug("job %s prompt=%.200r", job.id, prompt)
         return job

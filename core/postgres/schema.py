@@ -101,8 +101,19 @@ _COORDINATION_V4: Final = (
     f"ALTER TABLE jobs ADD COLUMN announce {_TEXT}",
     "CREATE INDEX jobs_to_announce ON jobs (chat_key) WHERE announce IS NOT NULL",
 )
+# Version 5: the numbered slots of a limit every process shares (``limits.globalConcurrency``, see core/db.py).
+_SLOTS_V5: Final = (
+    f"""CREATE TABLE slots (
+        name {_TEXT} NOT NULL,
+        slot INTEGER NOT NULL,
+        owner {_TEXT} NOT NULL,
+        lease_until {_TEXT} NOT NULL,
+        PRIMARY KEY (name, slot))""",
+    "CREATE INDEX slots_by_owner ON slots (owner)",
+)
 #: _MIGRATIONS[n] takes a database from version n to n + 1.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2, _GALLERY_V3, _COORDINATION_V4)
+_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_SCHEMA_V1, _OWNERS_V2, _GALLERY_V3, _COORDINATION_V4,
+                                                   _SLOTS_V5)
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 _VERSION_TABLE: Final = f"""CREATE TABLE IF NOT EXISTS schema_version (

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import date
 
+import pytest
+
+from core.errors import RateLimited
 from core.models import Artifact
-from core.stores import JobRecord
+from core.stores import ChatBusy, JobRecord
 from tests.storage.conftest import Stores
 
 CHAT = "telegram:1"
@@ -114,3 +117,113 @@ async def test_jobs_cut_short_without_images_are_announced_once(stores: Stores, 
     assert told.prompt == "a fox" and told.status == "failed"
     assert await stores.jobs.claim_announcements("telegram") == []
     assert [j.id for j in await peer.jobs.claim_announcements("web")] == [other.id]
+
+
+# -- limits.globalConcurrency: numbered slots leased in the database ---------------------------------------
+
+async def test_slots_are_handed_out_up_to_the_capacity_and_no_further(stores: Stores, peer: Stores) -> None:
+    """Eight callers on two connections race for three slots, many times over: never more than three held."""
+    for round_ in range(5):
+        name = f"provider:round{round_}"
+        granted = await asyncio.gather(*(s.coordination.acquire_slot(name, 3, f"P{i}", 30, _never)
+                                         for i, s in enumerate([stores, peer] * 4)))
+        taken = [slot for slot in granted if slot is not None]
+        assert sorted(taken) == [0, 1, 2], granted  # each slot to exactly one caller
+        assert await peer.coordination.acquire_slot(name, 3, "late", 30, _never) is None
+
+
+async def test_a_released_slot_is_free_again_and_only_its_owner_releases_it(stores: Stores, peer: Stores) -> None:
+    assert await stores.coordination.acquire_slot("provider:p", 2, "A", 30, _never) == 0
+    assert await stores.coordination.acquire_slot("provider:p", 2, "A", 30, _never) == 1  # an owner may hold several
+    assert await peer.coordination.acquire_slot("provider:p", 2, "B", 30, _never) is None
+    await peer.coordination.release_slot("provider:p", 0, "B")  # not B's: nothing happens
+    assert await peer.coordination.acquire_slot("provider:p", 2, "B", 30, _never) is None
+    await stores.coordination.release_slot("provider:p", 0, "A")
+    assert await peer.coordination.acquire_slot("provider:p", 2, "B", 30, _never) == 0
+    assert await stores.coordination.acquire_slot("provider:other", 1, "A", 30, _never) == 0  # names are apart
+    assert await stores.coordination.acquire_slot("provider:p", 0, "A", 30, _never) is None  # no capacity
+
+
+async def test_a_lapsed_slot_is_taken_over_unless_renewed(stores: Stores, peer: Stores) -> None:
+    assert await stores.coordination.acquire_slot("provider:p", 1, "A", 0.3, _never) == 0
+    assert await stores.coordination.acquire_slot("provider:q", 1, "A", 0.3, _never) == 0
+    await asyncio.sleep(0.15)
+    assert await stores.coordination.renew_slots("A", 0.3) == 2
+    await asyncio.sleep(0.2)  # past the first lease, within the renewed one
+    assert await peer.coordination.acquire_slot("provider:p", 1, "B", 30, _never) is None
+    await asyncio.sleep(0.2)  # the renewed lease lapses too
+    assert await peer.coordination.acquire_slot("provider:p", 1, "B", 30, _never) == 0
+    assert await stores.coordination.renew_slots("A", 30) == 1  # only provider:q is still A's
+    await stores.coordination.release_slot("provider:p", 0, "A")  # too late: B's now
+    assert await stores.coordination.acquire_slot("provider:p", 1, "C", 30, _never) is None
+
+
+async def test_a_dead_owners_slot_is_taken_over_at_once(stores: Stores, peer: Stores) -> None:
+    assert await stores.coordination.acquire_slot("provider:p", 2, "Z", 30, _never) == 0
+    assert await stores.coordination.acquire_slot("provider:p", 2, "A", 30, _never) == 1
+
+    def dead(owner: str) -> bool:
+        return owner == "Z"
+
+    assert await peer.coordination.acquire_slot("provider:p", 2, "B", 30, _never) is None
+    assert await peer.coordination.acquire_slot("provider:p", 2, "B", 30, dead) == 0
+    assert await peer.coordination.acquire_slot("provider:p", 2, "C", 30, dead) is None  # B is alive
+    await stores.coordination.release_slot("provider:p", 0, "Z")  # the dead owner's late release changes nothing
+    assert await peer.coordination.acquire_slot("provider:p", 2, "C", 30, _always) == 0  # everyone gone
+
+
+async def test_slots_held_beyond_a_lowered_capacity_still_count(stores: Stores, peer: Stores) -> None:
+    """After the capacity was lowered from 3 to 2, slot 2 (still held) counts against the new limit."""
+    for owner in "ABC":
+        await stores.coordination.acquire_slot("provider:p", 3, owner, 30, _never)
+    await stores.coordination.release_slot("provider:p", 0, "A")
+    await stores.coordination.release_slot("provider:p", 1, "B")
+    assert await peer.coordination.acquire_slot("provider:p", 2, "D", 30, _never) == 0
+    assert await peer.coordination.acquire_slot("provider:p", 2, "E", 30, _never) is None  # D and C hold 2
+
+
+async def test_slots_are_taken_over_from_lapsed_holders_by_exactly_one_racer(stores: Stores, peer: Stores) -> None:
+    for slot in range(3):
+        assert await stores.coordination.acquire_slot("provider:p", 3, f"old{slot}", 0.05, _never) == slot
+    await asyncio.sleep(0.1)
+    granted = await asyncio.gather(*(s.coordination.acquire_slot("provider:p", 3, f"N{i}", 30, _never)
+                                     for i, s in enumerate([stores, peer] * 4)))
+    assert sorted(slot for slot in granted if slot is not None) == [0, 1, 2]
+
+
+# -- limits.perChatJobs: counted and created in one atomic step --------------------------------------------
+
+async def _create(stores: Stores, chat_key: str = CHAT, limit: int = 2, owner: str = "A",
+                  lease_s: float = 30) -> JobRecord:
+    return await stores.jobs.create(chat_key=chat_key, user_key=None, prompt="a fox", requested=1, request={},
+                                    started=True, owner=owner, lease_s=lease_s, max_running_per_chat=limit)
+
+
+async def test_racing_creations_in_one_chat_never_pass_the_limit(stores: Stores, peer: Stores) -> None:
+    for limit in (1, 3):
+        chat = f"telegram:race{limit}"
+        outcomes = await asyncio.gather(*(_create(s, chat, limit, owner=f"P{i}") for i, s in
+                                          enumerate([stores, peer] * 5)), return_exceptions=True)
+        created = [o for o in outcomes if isinstance(o, JobRecord)]
+        refused = [o for o in outcomes if not isinstance(o, JobRecord)]
+        assert len(created) == limit and all(isinstance(o, ChatBusy) for o in refused), outcomes
+        assert len([j for j in await stores.jobs.for_chat(chat) if j.status == "generating"]) == limit
+
+
+async def test_the_per_chat_limit_counts_live_unsettled_jobs_only(stores: Stores, peer: Stores) -> None:
+    first = await _create(stores, limit=2)
+    await _create(peer, limit=2, owner="B")
+    with pytest.raises(ChatBusy) as busy:
+        await _create(stores, limit=2)
+    assert isinstance(busy.value, RateLimited) and busy.value.limit == 2
+    assert str(busy.value) == "This chat already has 2 jobs running. Wait for one to finish, or cancel it."
+    assert len(await stores.jobs.for_chat(CHAT)) == 2  # nothing created
+    await _create(peer, chat_key="telegram:2", limit=2)  # another chat has its own count
+    await stores.jobs.create(chat_key=CHAT, user_key=None, prompt="p", requested=1, request={})  # no limit asked
+    await stores.jobs.fail(first.id, "made nothing")  # settled: no longer counts
+    lapsing = await _create(peer, limit=3, lease_s=0.05)  # the queued job above has no lease: not counted
+    with pytest.raises(ChatBusy):
+        await _create(stores, limit=2)
+    await asyncio.sleep(0.1)  # a lapsed lease (its process gone) does not hold the chat
+    await _create(stores, limit=2)
+    assert lapsing.id in {j.id for j in await stores.jobs.unsettled()}

@@ -13,6 +13,7 @@ from core import db
 from core.errors import InternalError
 from core.postgres import SCHEMA_VERSION, PostgresStores, open_postgres
 from core.postgres.schema import _MIGRATIONS, MIGRATION_LOCK
+from core.stores import ChatBusy
 from tests.storage.postgres_server import PostgresServer
 from tests.storage.postgres_server import postgres_server as postgres_server  # the fixtures, for this module
 from tests.storage.postgres_server import postgres_url as postgres_url
@@ -100,7 +101,7 @@ async def test_a_version_3_database_gains_coordination_and_keeps_its_jobs(postgr
         f"INSERT INTO jobs {columns} VALUES ('job_failed', 'telegram:1', 'failed', 'a cat', 1, '{{}}', '{{}}', "
         "'[]', '2025-01-01', '2025-01-01', NULL, NULL)")
     async with open_postgres(postgres_url) as stores:
-        assert stores.migrated == [4] and [v for v, _ in await _versions(postgres_url)] == [1, 2, 3, 4]
+        assert stores.migrated == [4, 5] and [v for v, _ in await _versions(postgres_url)] == [1, 2, 3, 4, 5]
         assert await stores.jobs.claim_announcements("telegram") == []
         (claimed,) = await stores.jobs.claim_deliveries("me", 30, "telegram", lambda owner: False)
         assert (claimed.id, claimed.owner, claimed.artifact_ids) == ("job_stored", "me", ("img_000000000001",))
@@ -109,6 +110,29 @@ async def test_a_version_3_database_gains_coordination_and_keeps_its_jobs(postgr
         assert await stores.coordination.hold_lease("poller", "me", 30, lambda owner: False) is True
         await stores.coordination.heartbeat("me", ["web"], "2026-01-01T00:00:00.000+00:00")
         assert [p.roles for p in await stores.coordination.live_processes(30)] == [("web",)]
+
+
+async def test_a_version_4_database_gains_shared_slots_and_keeps_its_running_jobs(postgres_url: str) -> None:
+    """Version 5 adds ``slots`` (``limits.globalConcurrency``); jobs running under version 4 still count against
+    the per-chat limit, and a lease taken under version 4 still holds."""
+    columns = ("(id, chat_key, status, prompt, requested, request, origin, artifact_ids, created_at, updated_at, "
+               "owner, lease_until)")
+    await _at_version(
+        postgres_url, 4,
+        f"INSERT INTO jobs {columns} VALUES ('job_running', 'telegram:1', 'generating', 'a fox', 1, '{{}}', '{{}}', "
+        "'[]', '2025-01-01', '2025-01-01', 'other', '2999-01-01T00:00:00.000+00:00')",
+        "INSERT INTO leases (name, owner, lease_until) VALUES ('poller', 'other', '2999-01-01T00:00:00.000+00:00')")
+    async with open_postgres(postgres_url) as stores:
+        assert stores.migrated == [5] and [v for v, _ in await _versions(postgres_url)] == [1, 2, 3, 4, 5]
+        assert await stores.coordination.acquire_slot("provider:openai", 1, "me", 30, lambda owner: False) == 0
+        assert await stores.coordination.acquire_slot("provider:openai", 1, "you", 30, lambda owner: False) is None
+        assert await stores.coordination.renew_slots("me", 30) == 1
+        with pytest.raises(ChatBusy):
+            await stores.jobs.create(chat_key="telegram:1", user_key=None, prompt="p", requested=1, request={},
+                                     started=True, owner="me", lease_s=30, max_running_per_chat=1)
+        assert await stores.coordination.hold_lease("poller", "me", 30, lambda owner: False) is False
+    async with open_postgres(postgres_url) as stores:
+        assert stores.migrated == []
 
 
 async def test_a_database_from_a_newer_pixbot_is_refused(postgres_url: str) -> None:

@@ -307,3 +307,97 @@ async def test_cancelled_slots_have_their_own_category(make_service: ServiceFact
         result = await job
         fake.release()
     assert [(e.category, e.message) for e in result.errors] == [("cancelled", "Stopped before it finished.")]
+
+
+# -- limits across processes sharing one database ---------------------------------------------------------
+
+OTHER_CHAT = ChatRef("telegram", "200", "8")
+
+
+@pytest.mark.parametrize(("shared_limit", "most_at_once"), [(1, 1), (3, 3), (0, 4)])
+async def test_global_concurrency_holds_across_two_services_on_one_database(
+        make_service: ServiceFactory, fake: FakeProvider, shared_limit: int, most_at_once: int) -> None:
+    """Two services (as two processes: each its own connection to one SQLite file) ask for two images each;
+    with ``globalConcurrency`` N no more than N requests are ever at the provider (0: only each process's
+    ``concurrency``, so all four at once)."""
+    limits = {"globalConcurrency": shared_limit, "perUserDaily": 0}
+    async with make_service(limits=limits) as first, make_service(limits=limits) as second:
+        assert first.storage_info["location"] == second.storage_info["location"]
+        fake.hold()
+        jobs = [asyncio.create_task(first.submit(ImageRequest("a fox", CHAT, count=2))),
+                asyncio.create_task(second.submit(ImageRequest("a cat", OTHER_CHAT, count=2)))]
+        await fake.wait_for_requests(most_at_once)
+        await asyncio.sleep(0.3)  # time for any request the limit should hold back to arrive anyway
+        assert (fake.in_flight, len(fake.requests)) == (most_at_once, most_at_once)
+        fake.latency = 0.05  # the rest overlap unless the limit keeps them apart
+        fake.release()
+        results = await asyncio.gather(*jobs)
+        assert all(result.ok and len(result.artifacts) == 2 for result in results)
+        assert fake.max_in_flight == most_at_once
+        assert first.coordination is not None
+        if shared_limit:  # every slot was given back
+            probes = [await first.coordination.acquire_slot("provider:custom", shared_limit, "probe", 30,
+                                                            lambda owner: False) for _ in range(shared_limit)]
+            assert probes == list(range(shared_limit))
+
+
+async def test_a_job_waiting_for_a_shared_slot_gives_up_at_its_timeout(make_service: ServiceFactory,
+                                                                       fake: FakeProvider) -> None:
+    limits = {"globalConcurrency": 1, "perUserDaily": 0}
+    async with make_service(limits=limits) as first, make_service(limits={**limits, "jobTimeoutS": 1.0}) as second:
+        fake.hold()
+        holding = asyncio.create_task(first.submit(ImageRequest("a fox", CHAT)))
+        await fake.wait_for_requests(1)
+        started = asyncio.get_running_loop().time()
+        waited = await second.submit(ImageRequest("a cat", OTHER_CHAT))
+        assert 0.9 <= asyncio.get_running_loop().time() - started < 3
+        assert [e.category for e in waited.errors] == ["timeout"] and waited.artifacts == ()
+        record = await second.jobs.get(waited.job_id)
+        assert record is not None and record.status == "failed"
+        # a job cancelled while it waits for a slot leaves none behind
+        waiting = asyncio.create_task(second.submit(ImageRequest("a cow", OTHER_CHAT)))
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        fake.release()
+        assert (await holding).ok and len(fake.requests) == 1
+        assert first.coordination is not None
+        assert await first.coordination.acquire_slot("provider:custom", 1, "probe", 30, lambda owner: False) == 0
+
+
+async def test_a_shared_slot_is_kept_while_its_call_outlasts_the_lease(make_service: ServiceFactory,
+                                                                       fake: FakeProvider) -> None:
+    """Slots are leased like jobs and renewed with them: a call longer than several leases keeps its slot."""
+    async with make_service(limits={"globalConcurrency": 1, "perUserDaily": 0}) as opened:
+        services = [ImageService(opened.config, opened.providers, opened.store, opened.state, opened.jobs,
+                                 retry=FAST_RETRY, owner=owner, lease_s=0.3, coordination=opened.coordination)
+                    for owner in ("host-a/1", "host-b/2")]
+        fake.hold()
+        jobs = [asyncio.create_task(service.submit(ImageRequest("a fox", chat)))
+                for service, chat in zip(services, (CHAT, OTHER_CHAT), strict=True)]
+        await fake.wait_for_requests(1)
+        await asyncio.sleep(1.0)  # more than three leases: held only because it is renewed
+        assert (fake.in_flight, len(fake.requests)) == (1, 1)
+        fake.release()
+        assert all(result.ok for result in await asyncio.gather(*jobs))
+        assert fake.max_in_flight == 1
+
+
+async def test_the_per_chat_limit_holds_across_two_services_on_one_database(make_service: ServiceFactory,
+                                                                            fake: FakeProvider) -> None:
+    limits = {"perChatJobs": 1, "perUserDaily": 5}
+    async with make_service(limits=limits) as first, make_service(limits=limits) as second:
+        fake.hold()
+        job = asyncio.create_task(first.submit(ImageRequest("a fox", CHAT)))
+        await fake.wait_for_requests(1)
+        assert second.running_jobs(CHAT.key) == []  # the other process knows of the job only through the database
+        with pytest.raises(RateLimited) as refused:
+            await second.submit(ImageRequest("another", CHAT))
+        assert str(refused.value) == "This chat already has 1 jobs running. Wait for one to finish, or cancel it."
+        assert await second.state.usage_today(CHAT.user_key) == 1  # the refused request's image refunded
+        other = asyncio.create_task(second.submit(ImageRequest("elsewhere", OTHER_CHAT)))
+        await fake.wait_for_requests(2)  # other chats are not held up
+        fake.release()
+        assert (await job).ok and (await other).ok
+        assert (await second.submit(ImageRequest("now", CHAT))).ok  # the chat is free again

@@ -20,11 +20,12 @@ from core import db as db_module
 from core import state as state_module
 from core.artifacts import ArtifactStore
 from core.config_file import load_config
+from core.coordination import Coordination
 from core.errors import InternalError, InvalidRequest
 from core.jobs import JobLedger
 from core.models import Artifact
 from core.state import SCHEMA_VERSION, ChatSettings, ChatState, Database, HistoryEntry, open_database
-from core.stores import GalleryQuery
+from core.stores import ChatBusy, GalleryQuery
 from tests.images import png_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +122,35 @@ class TestDatabase:
         assert (new.provider, new.model, new.width, new.height, new.parent_id) == ("p", "m", 640, 480,
                                                                                    "img_aaaaaaaaaaaa")
         assert [r.artifact_id for r in missing] == ["img_aaaaaaaaaaaa"]
+
+    async def test_a_version_4_file_gains_shared_slots_and_keeps_its_running_jobs(self, db_path: Path) -> None:
+        """Version 5 adds ``slots`` (``limits.globalConcurrency``); a job running under version 4 still counts
+        against the per-chat limit."""
+        def write_v4() -> None:
+            db_path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(db_path)
+            for step in db_module._MIGRATIONS[:4]:
+                for statement in step:
+                    conn.execute(statement)
+            conn.execute("INSERT INTO jobs (id, chat_key, user_key, status, prompt, requested, request, origin, "
+                         "artifact_ids, error, created_at, updated_at, owner, lease_until) VALUES ('job_old', "
+                         "'telegram:1', NULL, 'generating', 'a fox', 1, '{}', '{}', '[]', NULL, 't', 't', 'other', "
+                         "'2999-01-01T00:00:00.000+00:00')")
+            conn.execute("PRAGMA user_version = 4")
+            conn.commit()
+            conn.close()
+
+        await asyncio.to_thread(write_v4)
+        async with open_database(db_path) as database:
+            version = await database.run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0])
+            coordination = Coordination(database)
+            first = await coordination.acquire_slot("provider:openai", 1, "me", 30, lambda owner: False)
+            second = await coordination.acquire_slot("provider:openai", 1, "you", 30, lambda owner: False)
+            with pytest.raises(ChatBusy):
+                await JobLedger(database).create(chat_key="telegram:1", user_key=None, prompt="p", requested=1,
+                                                 request={}, started=True, owner="me", lease_s=30,
+                                                 max_running_per_chat=1)
+        assert (version, first, second) == (SCHEMA_VERSION, 0, None)
 
     async def test_the_gallery_queries_use_their_indexes(self, db: Database) -> None:
         async def plan(sql: str, params: tuple[object, ...]) -> str:
