@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 #: How long a job's claim lasts without renewal; a running service renews every third of it, so
 #: another process can take over a dead process's jobs within this time.
-LEASE_S = 30.0
+LEASE_S = 20.0
 #: What ``keep_upload`` records as an uploaded image's provider.
 UPLOAD_PROVIDER = "upload"
 
