@@ -560,20 +560,20 @@ def _part_takeover(pg: Any, rows: list[Row]) -> None:
         rows.append(Row("scale", f"takeover of a killed API replica's job, {label}", "s", pixbot=max(jobs),
                         goal=f"≤ {JOB_BOUND_S:g} s (docs/scaling.md)", met=max(jobs) <= JOB_BOUND_S,
                         note=f"{', '.join(fmt(s) for s in jobs)} s, became {'/'.join(statuses)}; survivor checks every "
-                             f"{_watch_every():g} s, killed just after its check (near worst case)",
+                             f"{fmt(_watch_every())} s, killed just after its check (near worst case)",
                         extra={"samples_s": jobs, "statuses": statuses}))
         rows.append(Row("scale", f"Telegram poller takeover after kill -9, {label}", "s", pixbot=max(found["poller"]),
                         goal=f"≤ {POLLER_BOUND_S:g} s (docs/scaling.md)", met=max(found["poller"]) <= POLLER_BOUND_S,
                         note=f"{', '.join(fmt(s) for s in found['poller'])} s; standby retries every "
-                             f"{_standby_retry():g} s, killed just after its try (near worst case)",
+                             f"{fmt(_standby_retry())} s, killed just after its try (near worst case)",
                         extra={"samples_s": found["poller"]}))
     if pg is None:
         rows.append(Row("scale", "takeover after kill -9, PostgreSQL", "s", note=_NOTE_NO_PG))
     print("\n### scale — takeover after kill -9 (seconds from the kill; jobs table polled every 50 ms)\n")
     print(markdown_table(["engine", "what", "samples (s)", "worst (s)", "bound", "job became"], table))
     print(f"\nEach kill comes right after the survivor started and made its first check, so the samples sit near the "
-          f"worst phase: a process checks for dead processes' jobs every {_watch_every():g} s (same machine: at "
-          f"once when it checks), a standby tries for the poller role every {_standby_retry():g} s.")
+          f"worst phase: a process checks for dead processes' jobs every {fmt(_watch_every())} s (same machine: at "
+          f"once when it checks), a standby tries for the poller role every {fmt(_standby_retry())} s.")
 
 
 # --- the benchmark --------------------------------------------------------------------------------
