@@ -69,6 +69,7 @@ async def open_service(config: AppConfig) -> AsyncIterator[ImageService]:
         storage = await stack.enter_async_context(open_storage(config))
         service = ImageService(config, providers, store, storage.state, storage.jobs,
                                coordination=storage.coordination)
+        service.events = storage.events
         service.storage_info = {"engine": storage.engine, "location": storage.location,
                                 "schema_version": storage.schema_version}
         await _check_data_dir(config, service)

@@ -49,7 +49,7 @@ def make_server(config: AppConfig, service: ImageService, *, token: str | None =
     if bots.web.enabled:
         app[KEYS] = Keys(token or load_token(config))
         app[TEMPLATES] = Templates()
-        events = ThreadEvents()
+        events = ThreadEvents(service.events)  # the storage's bus: shared with every replica on PostgreSQL
         flow = ChatFlow(service)
         app[STUDIO] = Studio(service, flow, events)
         app[RECONFIGURE] = reconfigure or _no_reconfigure
