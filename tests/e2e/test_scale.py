@@ -118,7 +118,8 @@ def _config(tmp_path: Path, provider: FakeProvider, url: str | None, **bots: Any
         "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "defaultImageSize": ""}},
         "bots": {"web": {"enabled": False}, **bots},
         "storage": storage,
-        "limits": {"perUserDaily": 3},
+        # Three jobs may run at once in one chat (across all processes), and alice may make three a day.
+        "limits": {"perUserDaily": 3, "perChatJobs": 3},
     }
 
 
