@@ -19,9 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from core.artifacts import ArtifactStore
 from core.capabilities import (
-    Plan,
     Wanted,
-    plan_for,
     ratio_of,
     validate_count,
     validate_prompt,
@@ -30,20 +28,19 @@ from core.capabilities import (
 )
 from core.config import AppConfig
 from core.errors import (
-    ConfigError,
     InvalidRequest,
     NothingToEdit,
     PixbotError,
     QuotaExceeded,
-    Unsupported,
 )
 from core.events import EventBus, LocalEventBus
 from core.gallery import Browsing
 from core.limits import SharedSlots, quota_message
 from core.models import Artifact, ImageRequest, JobResult, Reference, RequestSummary
 from core.net import RetryPolicy
-from core.owners import owner_is_dead, this_owner
+from core.owners import this_owner
 from core.past import PastRequest
+from core.planning import plan_chain
 from core.provider import ImageProvider
 from core.references import ReferenceResolver
 from core.slots import JobRun, Progress, ProgressCallback
@@ -192,11 +189,6 @@ class ImageService(Browsing, Coordinating):
         tidy up after a crash."""
         await self.jobs.annotate(job_id, origin)
 
-    async def take_interrupted(self, platform: str) -> list[JobRecord]:
-        """Jobs settled as failed because their process died before any image was stored, for the
-        front-end to tell their chats; each is handed to one process, once."""
-        return await self.jobs.claim_announcements(platform)
-
     async def keep_upload(self, reference: Reference, chat_key: str) -> Reference:
         """Store an image a chat user sent, so the job's record points at it and Again can use it
         again after any restart, on any platform. Other references are returned unchanged."""
@@ -221,17 +213,6 @@ class ImageService(Browsing, Coordinating):
             await self.jobs.fail(job_id, f"undeliverable: {why}"[:200])
         self._handled.discard(job_id)
 
-    async def pending_deliveries(self, platform: str) -> list[tuple[JobRecord, list[Artifact]]]:
-        """Jobs stored but never delivered whose process is gone (the bot stopped mid-send, a replica
-        died), with their artifacts: now this process's to deliver, and no other's."""
-        claimed = await self.jobs.claim_deliveries(self.owner, self.lease_s, platform, owner_is_dead,
-                                                   skip=self._handled)
-        self._handled.update(record.id for record in claimed)
-        return [(record, await self._stored(record.artifact_ids)) for record in claimed]
-
-    async def _stored(self, artifact_ids: Sequence[str]) -> list[Artifact]:
-        """These artifacts, in order, leaving out any whose files are gone (retention, an operator)."""
-        return [a for a in [await self.store.get(i) for i in artifact_ids] if a is not None]
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def wait_idle(self, grace: float) -> bool:
@@ -246,16 +227,6 @@ class ImageService(Browsing, Coordinating):
         that are alive, including this one, are left alone. Then ``backfill`` (gallery details)."""
         settled = await self.settle_orphans()
         await self.backfill()
-        return settled
-
-    async def settle_orphans(self) -> list[JobRecord]:
-        """Jobs whose process is gone: with images, stored (a front-end claims and delivers them) and in
-        their chat's history; without, failed, for a front-end to tell their chat. Also run by live
-        processes every few seconds, so one replica takes over another's jobs when it dies."""
-        settled = await self.jobs.settle_orphans(self.owner, owner_is_dead)
-        for record in settled:
-            if record.artifact_ids:
-                await self.state.record_artifacts(record.chat_key, await self._stored(record.artifact_ids))
         return settled
 
     async def prune(self, days: int | None = None) -> int:
@@ -314,7 +285,7 @@ class ImageService(Browsing, Coordinating):
             ratio = ratio_of(resolved[0].width, resolved[0].height)
         wanted = Wanted(ratio, size, count, len(references), ratio_explicit=bool(chat_ratio) or from_source,
                         size_explicit=bool(request.size), ratio_from_source=from_source)
-        chain = self._plan_chain(request.provider, request.model, wanted)
+        chain = plan_chain(self.config.image, self.providers, request.provider, request.model, wanted)
 
         chat_key, user_key = request.chat.key, request.chat.user_key
         if enforce_limits:
@@ -392,49 +363,6 @@ class ImageService(Browsing, Coordinating):
                     await self._shared.renew()
             except PixbotError as exc:  # a database hiccup: the next round tries again
                 log.warning("could not renew job leases: %s", exc)
-
-    # -- planning ----------------------------------------------------------------------------
-    def _plan_chain(self, provider: str | None, model: str | None, wanted: Wanted) -> list[Plan]:
-        """The primary plan followed by every fallback that can serve the request."""
-        image_cfg = self.config.image
-        if provider is not None and provider not in self.providers:
-            raise InvalidRequest(f"Unknown provider {provider!r}. Available: {', '.join(sorted(self.providers))}.")
-        primary = provider or image_cfg.provider
-        if model is not None:
-            primary_model = model
-        elif provider is None or provider == image_cfg.provider:
-            primary_model = image_cfg.model
-        else:
-            primary_model = self.providers[primary].default_model
-        candidates = [(primary, primary_model)]
-        candidates += [(name, fallback_model or self.providers[name].default_model)
-                       for name, fallback_model in image_cfg.chain()[1:] if name in self.providers]
-        plans: list[Plan] = []
-        problems: list[PixbotError] = []
-        for name, model_name in candidates:
-            adapter = self.providers.get(name)
-            if adapter is None:
-                problems.append(ConfigError(f"Provider {name} is not available."))
-                continue
-            missing = adapter.missing()
-            if missing and name == provider:  # asked for by name: the asker picks another
-                problems.append(InvalidRequest(f"Provider {name} is not configured on this server; use another "
-                                               "model.", detail=f"set {', '.join(missing)}"))
-                continue
-            if missing:  # the configured default or a fallback: the operator's to fix
-                problems.append(ConfigError(f"Provider {name} is not configured: set {', '.join(missing)}."))
-                continue
-            try:
-                plans.append(plan_for(name, model_name, adapter.capabilities(model_name), wanted))
-            except Unsupported as exc:
-                problems.append(exc)
-        if not plans:
-            raise problems[0]
-        if plans[0].provider != primary or plans[0].model != primary_model:
-            why = str(problems[0]) if problems else ""
-            plans[0] = replace(plans[0], report=replace(
-                plans[0].report, notes=(*plans[0].report.notes, f"used {plans[0].provider}/{plans[0].model}: {why}")))
-        return plans
 
     # -- running -----------------------------------------------------------------------------
     async def _finish(self, run: JobRun, enforce_limits: bool) -> JobResult:

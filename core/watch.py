@@ -1,20 +1,23 @@
 """How a long-running pixbot process gets along with the others on the same database: it says it is
-alive (and what it does), takes over the jobs of processes that died, and holds roles only one process
-may have at a time (the Telegram poller). Mixed into ``ImageService`` (``Coordinating``) and run by the
-composition root (``watch``)."""
+alive (and what it does), takes over the jobs of processes that died (settles them, claims their
+deliveries and announcements), and holds roles only one process may have at a time (the Telegram
+poller). Mixed into ``ImageService`` (``Coordinating``) and run by the composition root (``watch``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Final
 
+from core.artifacts import ArtifactStore
 from core.db import utc_timestamp
 from core.errors import PixbotError
+from core.models import Artifact
 from core.owners import owner_is_dead
-from core.stores import CoordinationStore, ProcessInfo
+from core.stores import CoordinationStore, JobRecord, JobStore, ProcessInfo, StateStore
 
 if TYPE_CHECKING:
     from core.service import ImageService
@@ -33,8 +36,41 @@ class Coordinating:
 
     coordination: CoordinationStore | None
     owner: str
+    lease_s: float
+    store: ArtifactStore
+    state: StateStore
+    jobs: JobStore
     #: What this process does, reported with its heartbeat ("web", "telegram:poller", …).
     roles: set[str]
+    #: Jobs this process ran or claimed and has not settled: never claimed again by its own catch-up.
+    _handled: set[str]
+
+    async def settle_orphans(self) -> list[JobRecord]:
+        """Jobs whose process is gone: with images, stored (a front-end claims and delivers them) and in
+        their chat's history; without, failed, for a front-end to tell their chat. Also run by live
+        processes every few seconds, so one replica takes over another's jobs when it dies."""
+        settled = await self.jobs.settle_orphans(self.owner, owner_is_dead)
+        for record in settled:
+            if record.artifact_ids:
+                await self.state.record_artifacts(record.chat_key, await self._stored(record.artifact_ids))
+        return settled
+
+    async def pending_deliveries(self, platform: str) -> list[tuple[JobRecord, list[Artifact]]]:
+        """Jobs stored but never delivered whose process is gone (the bot stopped mid-send, a replica
+        died), with their artifacts: now this process's to deliver, and no other's."""
+        claimed = await self.jobs.claim_deliveries(self.owner, self.lease_s, platform, owner_is_dead,
+                                                   skip=self._handled)
+        self._handled.update(record.id for record in claimed)
+        return [(record, await self._stored(record.artifact_ids)) for record in claimed]
+
+    async def take_interrupted(self, platform: str) -> list[JobRecord]:
+        """Jobs settled as failed because their process died before any image was stored, for the
+        front-end to tell their chats; each is handed to one process, once."""
+        return await self.jobs.claim_announcements(platform)
+
+    async def _stored(self, artifact_ids: Sequence[str]) -> list[Artifact]:
+        """These artifacts, in order, leaving out any whose files are gone (retention, an operator)."""
+        return [a for a in [await self.store.get(i) for i in artifact_ids] if a is not None]
 
     async def first_time(self, key: str) -> bool:
         """True once per ``key`` across every process (a Telegram update delivered to two replicas)."""
