@@ -1,4 +1,7 @@
-"""Job ledger: each job's lifecycle (queued → generating → stored → delivered | failed), restart recovery."""
+"""Job ledger on SQLite: each job's lifecycle (queued → generating → stored → delivered | failed), its
+transition rules, and the per-chat reads. The multi-process side (leases, ``renew``, ``settle_orphans``,
+``claim_deliveries``, ``claim_announcements``, ``unsettled``) lives in ``core.job_claims`` (mixed in as
+``LedgerClaims``); the row helpers both use in ``core.job_rows``."""
 
 from __future__ import annotations
 
@@ -6,20 +9,21 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any, Final
 
 from core.db import Database, utc_timestamp
+from core.job_claims import LedgerClaims
+from core.job_rows import _UNSETTLED, _fetch, _log_change, _record, _select, _write
+from core.job_rows import _lease_until as _lease_until  # re-exported: core.postgres.jobs uses it
 from core.models import Artifact
 from core.state import ChatState, platform_range, record_history
-from core.stores import TERMINAL, ChatBusy, ChatSummary, JobRecord, JobStatus, JobStore, OwnerCheck, StateStore
+from core.stores import TERMINAL, ChatBusy, ChatSummary, JobRecord, JobStatus, JobStore, StateStore
 
 __all__ = ["TERMINAL", "JobLedger", "JobRecord", "JobStatus"]
 
 log = logging.getLogger(__name__)
-
-_UNSETTLED = "status IN ('queued', 'generating')"
 
 # A stored job whose delivery failed stays "stored" so it can be retried; giving up on it is an
 # explicit stored -> failed with an error.
@@ -32,58 +36,12 @@ _NEXT: Final[dict[str, frozenset[str]]] = {
 }
 
 
-def _lease_until(lease_s: float) -> str | None:
-    if lease_s <= 0:
-        return None
-    return (datetime.now(UTC) + timedelta(seconds=lease_s)).isoformat(timespec="milliseconds")
-
-
-def _record(row: sqlite3.Row) -> JobRecord:
-    return JobRecord(
-        id=row["id"],
-        chat_key=row["chat_key"],
-        user_key=row["user_key"],
-        status=row["status"],
-        prompt=row["prompt"],
-        requested=int(row["requested"]),
-        origin=json.loads(row["origin"]),
-        artifact_ids=tuple(json.loads(row["artifact_ids"])),
-        error=row["error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        request=json.loads(row["request"]),
-        owner=row["owner"],
-        lease_until=row["lease_until"],
-    )
-
-
-def _fetch(conn: sqlite3.Connection, job_id: str) -> JobRecord:
-    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    if row is None:
-        raise KeyError(f"unknown job {job_id!r}")
-    return _record(row)
-
-
 def _merge(old: Sequence[str], new: Sequence[str]) -> tuple[str, ...]:
     """Append new ids in order, each once. A list that holds every old id also sets the order (the
     service's final, slot-ordered list replaces the arrival order)."""
     if set(old) <= set(new):
         return tuple(dict.fromkeys(new))
     return tuple(dict.fromkeys([*old, *new]))
-
-
-def _write(
-    conn: sqlite3.Connection, job_id: str, status: str, ids: Sequence[str], error: str | None
-) -> JobRecord:
-    conn.execute(
-        "UPDATE jobs SET status = ?, artifact_ids = ?, error = ?, updated_at = ? WHERE id = ?",
-        (status, json.dumps(list(ids)), error, utc_timestamp(), job_id),
-    )
-    return _fetch(conn, job_id)
-
-
-def _select(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[JobRecord]:
-    return [_record(row) for row in conn.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params)]
 
 
 def _move(conn: sqlite3.Connection, job_id: str, status: JobStatus, new_ids: Sequence[str],
@@ -106,11 +64,7 @@ def _move(conn: sqlite3.Connection, job_id: str, status: JobStatus, new_ids: Seq
     return job.status, _write(conn, job_id, status, ids, new_error)
 
 
-def _log_change(job: JobRecord, old: str) -> None:
-    log.info("job %s %s->%s chat=%s", job.id, old, job.status, job.chat_key)
-
-
-class JobLedger:
+class JobLedger(LedgerClaims):
     """The durable record of each job, so nothing is silently lost across a crash or restart.
 
     The service advances a job as it goes; the front-end marks it delivered once the platform
@@ -321,86 +275,6 @@ class JobLedger:
                 (chat_key, limit))]
 
         return await self._db.run(tx, write=False)
-
-    async def unsettled(self) -> list[JobRecord]:
-        """Jobs still queued or generating, oldest first (their owners may be alive or gone)."""
-        return await self._db.run(lambda conn: _select(conn, _UNSETTLED, ()), write=False)
-
-    async def renew(self, owner: str, lease_s: float) -> int:
-        """Extend the lease of every job ``owner`` runs or is delivering; returns how many."""
-        until = _lease_until(lease_s)
-
-        def tx(conn: sqlite3.Connection) -> int:
-            return conn.execute(f"UPDATE jobs SET lease_until = ? WHERE owner = ? AND ({_UNSETTLED} "
-                                "OR status = 'stored')", (until, owner)).rowcount
-
-        return await self._db.run(tx)
-
-    async def settle_orphans(self, owner: str, is_dead: OwnerCheck,
-                             reason: str = "interrupted by a restart") -> list[JobRecord]:
-        """Settle unsettled jobs of other owners whose lease has lapsed (or who never had one) or whose
-        owner ``is_dead``: "stored" when images already arrived, else "failed" with ``reason``. One write
-        transaction (SQLite serialises writers, across processes too), so each job is settled once."""
-        def tx(conn: sqlite3.Connection) -> list[tuple[str, JobRecord]]:
-            now = utc_timestamp()  # after the write lock is ours: waiting for it may take a while
-            settled = []
-            dead: dict[str, bool] = {}  # one check per owner: the write lock is held meanwhile
-            for job in _select(conn, _UNSETTLED, ()):
-                if job.owner == owner:
-                    continue
-                if job.lease_until is not None and job.lease_until >= now:  # a live lease: is its owner gone?
-                    if job.owner is None:
-                        continue
-                    if job.owner not in dead:
-                        dead[job.owner] = is_dead(job.owner)
-                    if not dead[job.owner]:
-                        continue
-                if job.artifact_ids:
-                    updated = _write(conn, job.id, "stored", job.artifact_ids, job.error)
-                else:  # its chat still has to hear about it: ``claim_announcements``
-                    conn.execute("UPDATE jobs SET announce = 'interrupted' WHERE id = ?", (job.id,))
-                    updated = _write(conn, job.id, "failed", job.artifact_ids, reason)
-                settled.append((job.status, updated))
-            return settled
-
-        settled = await self._db.run(tx)
-        for old, job in settled:
-            _log_change(job, old)
-        return [job for _, job in settled]
-
-
-    async def claim_deliveries(self, owner: str, lease_s: float, platform: str, is_dead: OwnerCheck,
-                               skip: Collection[str] = ()) -> list[JobRecord]:
-        """Stored jobs of ``platform`` nobody is delivering (their owner is gone or its lease lapsed, or
-        they never had one), now held by ``owner`` for ``lease_s``, oldest first. Each job goes to one
-        caller; a job another live owner holds is left alone, and so are ``skip`` (the caller's own)."""
-        low, high = platform_range(platform)
-        until = _lease_until(lease_s)
-
-        def tx(conn: sqlite3.Connection) -> list[JobRecord]:
-            now = utc_timestamp()
-            claimed = []
-            for job in _select(conn, "status = 'stored' AND chat_key >= ? AND chat_key < ?", (low, high)):
-                held = job.owner is not None and job.lease_until is not None and job.lease_until >= now
-                if job.id in skip or (job.owner != owner and held and not is_dead(job.owner or "")):
-                    continue
-                conn.execute("UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?", (owner, until, job.id))
-                claimed.append(_fetch(conn, job.id))
-            return claimed
-
-        return await self._db.run(tx)
-
-    async def claim_announcements(self, platform: str) -> list[JobRecord]:
-        """Jobs of ``platform`` that settled without an image and whose chat has not heard so yet; each is
-        handed to one caller, once."""
-        low, high = platform_range(platform)
-
-        def tx(conn: sqlite3.Connection) -> list[JobRecord]:
-            jobs = _select(conn, "announce IS NOT NULL AND chat_key >= ? AND chat_key < ?", (low, high))
-            conn.executemany("UPDATE jobs SET announce = NULL WHERE id = ?", [(job.id,) for job in jobs])
-            return jobs
-
-        return await self._db.run(tx)
 
 
 if TYPE_CHECKING:

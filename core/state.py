@@ -1,26 +1,21 @@
-"""Chat state: last image per chat, platform message → artifact map, chat settings, daily quotas."""
+"""Chat state on SQLite: last image per chat, the chat history index, platform message → artifact map,
+chat settings, daily quotas. The gallery, image, lineage and backfill queries live in
+``core.gallery_sql`` (mixed in as ``GalleryQueries``; ``platform_range`` and ``like_contains`` are
+re-exported from here)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Final
+from typing import Final
 
 from core.capabilities import validate_ratio
 from core.db import SCHEMA_VERSION, Database, open_database, utc_timestamp
 from core.errors import InvalidRequest
+from core.gallery_sql import GalleryQueries, like_contains, platform_range
 from core.models import Artifact
-from core.stores import (
-    DELIVERY_STYLES,
-    ChatSettings,
-    GalleryFilters,
-    GalleryPage,
-    GalleryQuery,
-    HistoryEntry,
-    ImageRow,
-    Lineage,
-)
+from core.stores import DELIVERY_STYLES, ChatSettings, HistoryEntry
 
 __all__ = [
     "DELIVERY_STYLES",
@@ -100,137 +95,15 @@ def record_history(conn: sqlite3.Connection, chat_key: str, artifacts: Sequence[
         _set_last(conn, chat_key, artifacts[-1].id)
 
 
-#: An ``ImageRow``'s columns.
-_ROW: Final = "artifact_id, chat_key, prompt, provider, model, width, height, parent_id, job_id, created_at, seq"
-#: ``_ROW`` of the artifacts table aliased ``a``.
-_A_ROW: Final = ", ".join(f"a.{name.strip()}" for name in _ROW.split(","))
-
-
-def _image(row: sqlite3.Row) -> ImageRow:
-    return ImageRow(artifact_id=row["artifact_id"], chat_key=row["chat_key"], prompt=row["prompt"],
-                    provider=row["provider"], model=row["model"], width=int(row["width"]), height=int(row["height"]),
-                    parent_id=row["parent_id"], job_id=row["job_id"], created_at=row["created_at"], seq=int(row["seq"]))
-
-
-def platform_range(platform: str) -> tuple[str, str]:
-    """Bounds of the chat keys of ``platform`` (``"<platform>:…"``): ``>= low AND < high``, which an index
-    on ``chat_key`` serves (a LIKE would not, and would treat ``_`` in a platform name as a wildcard)."""
-    return f"{platform}:", f"{platform};"  # ';' is the character after ':'
-
-
-def like_contains(text: str) -> str:
-    """A LIKE pattern (with ``ESCAPE '\\'``) matching values that contain ``text`` literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _gallery_where(query: GalleryQuery) -> tuple[str, list[Any]]:
-    terms: list[str] = []
-    params: list[Any] = []
-    if query.platform is not None:
-        terms.append("chat_key >= ? AND chat_key < ?")
-        params += platform_range(query.platform)
-    if query.chat_key is not None:
-        terms.append("chat_key = ?")
-        params.append(query.chat_key)
-    if query.provider is not None:
-        terms.append("provider = ?")
-        params.append(query.provider)
-    # created_at is ISO 8601 in UTC, so text order is time order and a day's rows start with the day.
-    if query.since is not None:
-        terms.append("created_at >= ?")
-        params.append(query.since.isoformat())
-    if query.until is not None:
-        terms.append("created_at < ?")
-        params.append((query.until + timedelta(days=1)).isoformat())
-    if query.search:
-        terms.append("casefold(prompt) LIKE ? ESCAPE '\\'")
-        params.append(like_contains(query.search.casefold()))
-    if query.before is not None:
-        terms.append("seq < ?")
-        params.append(query.before)
-    return " AND ".join(terms) or "1 = 1", params
-
-
-def _gallery(conn: sqlite3.Connection, query: GalleryQuery) -> GalleryPage:
-    where, params = _gallery_where(query)
-    rows = [_image(row) for row in conn.execute(
-        f"SELECT {_ROW} FROM artifacts WHERE {where} ORDER BY seq DESC LIMIT ?", (*params, query.limit + 1))]
-    if len(rows) > query.limit:
-        return GalleryPage(rows[:query.limit], rows[query.limit - 1].seq)
-    return GalleryPage(rows, None)
-
-
-def _lineage(conn: sqlite3.Connection, artifact_id: str, limit: int) -> Lineage:
-    # Up: the image (depth 0), its parent (1)… The depth bound ends a parent cycle in bad data too.
-    walk = [_image(row) for row in conn.execute(
-        "WITH RECURSIVE up (artifact_id, parent_id, depth) AS ("
-        " SELECT artifact_id, parent_id, 0 FROM artifacts WHERE artifact_id = ?"
-        " UNION ALL SELECT a.artifact_id, a.parent_id, up.depth + 1 FROM artifacts a"
-        " JOIN up ON a.artifact_id = up.parent_id WHERE up.depth < ?)"
-        f" SELECT {_A_ROW} FROM up JOIN artifacts a ON a.artifact_id = up.artifact_id ORDER BY up.depth",
-        (artifact_id, limit))]
-    image = walk[0] if walk else None
-    ancestors: list[ImageRow] = []
-    missing = None
-    seen = {artifact_id}
-    for row in walk[1:]:
-        if row.artifact_id in seen:  # a cycle: the walk went round
-            break
-        seen.add(row.artifact_id)
-        ancestors.append(row)
-    else:
-        last = walk[-1] if walk else None
-        if last is not None and last.parent_id is not None and len(walk) <= limit and last.parent_id not in seen:
-            missing = last.parent_id
-    # Down: every generation of edits; GROUP BY the key keeps each image once, at its nearest depth.
-    descendants = [_image(row) for row in conn.execute(
-        "WITH RECURSIVE down (artifact_id, depth) AS ("
-        " SELECT artifact_id, 1 FROM artifacts WHERE parent_id = ?"
-        " UNION SELECT a.artifact_id, down.depth + 1 FROM artifacts a"
-        " JOIN down ON a.parent_id = down.artifact_id WHERE down.depth < ?)"
-        f" SELECT {_A_ROW}, MIN(down.depth) AS depth FROM down JOIN artifacts a ON a.artifact_id = down.artifact_id"
-        " WHERE a.artifact_id <> ? GROUP BY a.seq ORDER BY depth, a.seq LIMIT ?",
-        (artifact_id, limit, artifact_id, limit))]
-    return Lineage(image, ancestors, descendants, missing)
-
-
-def _next_value(conn: sqlite3.Connection, sql: str, after: str) -> str | None:
-    row = conn.execute(sql, (after,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _gallery_filters(conn: sqlite3.Connection) -> GalleryFilters:
-    """Distinct values by skipping along the indexes (one probe per value, not a scan of every row)."""
-    platforms: list[str] = []
-    key = _next_value(conn, "SELECT chat_key FROM artifacts WHERE chat_key >= ? ORDER BY chat_key LIMIT 1", "")
-    while key is not None:
-        platform, colon, _ = key.partition(":")
-        platforms.append(platform)
-        if colon:
-            after = platform_range(platform)[1]
-            key = _next_value(conn, "SELECT chat_key FROM artifacts WHERE chat_key >= ? ORDER BY chat_key LIMIT 1",
-                              after)
-        else:
-            key = _next_value(conn, "SELECT chat_key FROM artifacts WHERE chat_key > ? ORDER BY chat_key LIMIT 1",
-                              key)
-    providers: list[str] = []
-    provider = _next_value(conn, "SELECT provider FROM artifacts WHERE provider > ? ORDER BY provider LIMIT 1", "")
-    while provider is not None:
-        providers.append(provider)
-        provider = _next_value(conn, "SELECT provider FROM artifacts WHERE provider > ? ORDER BY provider LIMIT 1",
-                               provider)
-    return GalleryFilters(sorted(set(platforms)), providers)
-
-
 def _used(conn: sqlite3.Connection, user_key: str, day: str) -> int:
     row = conn.execute("SELECT used FROM usage WHERE user_key = ? AND day = ?", (user_key, day)).fetchone()
     return int(row["used"]) if row is not None else 0
 
 
-class ChatState:
+class ChatState(GalleryQueries):
     """Per-chat memory that must survive restarts: what was last drawn, which message shows what,
-    the chat's defaults, and how much each user generated today (UTC)."""
+    the chat's defaults, and how much each user generated today (UTC). The gallery reads across
+    chats come from ``GalleryQueries``."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -289,49 +162,6 @@ class ChatState:
             return [HistoryEntry(**dict(row)) for row in cursor]
 
         return await self._db.run(tx, write=False)
-
-    async def gallery(self, query: GalleryQuery) -> GalleryPage:
-        """Recorded images of every chat matching ``query``, newest first, one keyset page (never OFFSET:
-        a page costs the same however deep, and rows added meanwhile never shift the pages after)."""
-        return await self._db.run(lambda conn: _gallery(conn, query), write=False)
-
-    async def image(self, artifact_id: str) -> ImageRow | None:
-        def tx(conn: sqlite3.Connection) -> ImageRow | None:
-            row = conn.execute(f"SELECT {_ROW} FROM artifacts WHERE artifact_id = ?", (artifact_id,)).fetchone()
-            return None if row is None else _image(row)
-
-        return await self._db.run(tx, write=False)
-
-    async def lineage(self, artifact_id: str, limit: int = 200) -> Lineage:
-        """The image, its ancestors nearest first and its descendants generation by generation, each
-        side at most ``limit`` rows; read in one transaction, so both sides agree."""
-        if limit <= 0:
-            return Lineage(await self.image(artifact_id), [], [])
-        return await self._db.run(lambda conn: _lineage(conn, artifact_id, limit), write=False)
-
-    async def gallery_filters(self) -> GalleryFilters:
-        return await self._db.run(_gallery_filters, write=False)
-
-    async def missing_details(self, after: int = 0, limit: int = 500) -> list[ImageRow]:
-        """Rows recorded before schema 3 (no provider yet) with ``seq`` above ``after``, oldest first."""
-        def tx(conn: sqlite3.Connection) -> list[ImageRow]:
-            return [_image(row) for row in conn.execute(
-                f"SELECT {_ROW} FROM artifacts WHERE provider = '' AND seq > ? ORDER BY seq LIMIT ?", (after, limit))]
-
-        return await self._db.run(tx, write=False)
-
-    async def fill_details(self, artifacts: Sequence[Artifact]) -> int:
-        """Provider, model, size and parent from the sidecars, for rows still without a provider."""
-        rows = [(a.provider, a.model, a.width, a.height, a.parent_id, a.id) for a in artifacts if a.provider]
-        if not rows:
-            return 0
-
-        def tx(conn: sqlite3.Connection) -> int:
-            return sum(conn.execute(
-                "UPDATE artifacts SET provider = ?, model = ?, width = ?, height = ?, parent_id = ? "
-                "WHERE artifact_id = ? AND provider = ''", row).rowcount for row in rows)
-
-        return await self._db.run(tx)
 
     async def map_message(self, chat_key: str, message_id: str, artifact_id: str) -> None:
         await self.map_messages(chat_key, [(message_id, artifact_id)])

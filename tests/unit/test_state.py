@@ -17,7 +17,7 @@ import pytest
 
 from bots.app import open_service
 from core import db as db_module
-from core import state as state_module
+from core import gallery_sql as gallery_module
 from core.artifacts import ArtifactStore
 from core.config_file import load_config
 from core.coordination import Coordination
@@ -158,7 +158,7 @@ class TestDatabase:
             return str([tuple(row) for row in rows])
 
         def gallery_sql(query: GalleryQuery) -> tuple[str, tuple[object, ...]]:
-            where, params = state_module._gallery_where(query)
+            where, params = gallery_module._gallery_where(query)
             return f"SELECT seq FROM artifacts WHERE {where} ORDER BY seq DESC LIMIT 49", tuple(params)
 
         assert "artifacts_by_chat (chat_key>? AND chat_key<?)" in await plan(*gallery_sql(GalleryQuery(platform="web")))
