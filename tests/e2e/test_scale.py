@@ -212,7 +212,9 @@ async def test_webhook_replicas_share_updates_and_quotas_and_a_repeated_update_i
         for name, port in zip(("a", "b"), ports, strict=True):
             config = _config(tmp_path, provider, database_url, telegram={
                 "token": telegram.token, "apiBase": telegram.base_url, "mode": "webhook",
-                "webhookUrl": "https://bot.example/tg", "webhookSecret": "shared-secret", "listenPort": port})
+                # The load balancer's address in front of the replicas: here the first replica (loopback only).
+                "webhookUrl": f"http://127.0.0.1:{ports[0]}/tg", "webhookSecret": "shared-secret",
+                "listenPort": port})
             started.append(await _start(replicas, tmp_path, provider, name, config, "run"))
         for replica in started:
             await replica.wait_for_line("telegram: webhook listening")
