@@ -4,17 +4,16 @@ Layout (nanobot-compatible): ``<media root>/<saveDir>/<YYYY-MM-DD, UTC>/img_<12 
 ``img_<12 hex>.json``. The sidecar is the commit point: it is written only after its image is
 complete on disk, so a sidecar always has its image. Temp files are dotfiles, and a thumbnail
 (``img_<12 hex>.thumb.webp``, made by ``core/thumbnails.py``) lives and dies with its image: neither
-ever counts as an artifact. No network, no chat types, no Pillow work on the event loop.
+ever counts as an artifact. No network, no chat types, no Pillow work on the event loop. The folder
+scanning, sidecar loading and the prune and sweep passes are in ``core/artifact_files.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -24,6 +23,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from core.artifact_files import SIDECAR, clear_day, created_at_key, day_folders, entries, load_sidecar, sweep_day
 from core.durable import atomic_write, fsync_dir, make_dirs
 from core.errors import ConfigError, InternalError, InvalidRequest
 from core.images import EXTENSIONS, validate_image
@@ -35,11 +35,6 @@ log = logging.getLogger(__name__)
 
 _SAVE_DIR_KEY = "tools.imageGeneration.saveDir"
 _ID = re.compile(r"img_[0-9a-f]{12}")
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_SIDECAR = re.compile(r"(img_[0-9a-f]{12})\.json")
-_IMAGE = re.compile(r"(img_[0-9a-f]{12})\.(?:png|jpg|webp|gif)")
-_THUMB = re.compile(r"(img_[0-9a-f]{12})\.thumb\.webp")
-_TEMP = re.compile(r"\.img_[0-9a-f]{12}\.(?:png|jpg|webp|gif|json|thumb\.webp)\.tmp-[0-9a-f]+")
 #: What follows the id in a thumbnail's file name.
 THUMB_SUFFIX = ".thumb.webp"
 _ID_ATTEMPTS = 8
@@ -234,8 +229,7 @@ class ArtifactStore:
 
     def _days(self) -> list[Path]:
         """Day folders, newest first."""
-        days = [e for e in _entries(self._root) if _DAY.fullmatch(e.name) and e.is_dir()]
-        return [self._root / e.name for e in sorted(days, key=lambda e: e.name, reverse=True)]
+        return day_folders(self._root)
 
     def _find(self, artifact_id: str) -> Path | None:
         with self._lock:
@@ -250,7 +244,7 @@ class ArtifactStore:
 
     def _get(self, artifact_id: str) -> Artifact | None:
         sidecar = self._find(artifact_id)
-        artifact = _load(sidecar) if sidecar is not None else None
+        artifact = load_sidecar(sidecar) if sidecar is not None else None
         with self._lock:
             if artifact is not None and sidecar is not None:
                 self._sidecars[artifact_id] = sidecar
@@ -265,11 +259,11 @@ class ArtifactStore:
         found.update((i, path) for i, path in cached.items() if path.is_file())
         if len(found) < len(wanted):
             for day in self._days():
-                for entry in _entries(day):
-                    match = _SIDECAR.fullmatch(entry.name)
+                for entry in entries(day):
+                    match = SIDECAR.fullmatch(entry.name)
                     if match is not None and match[1] in wanted and match[1] not in found:
                         found[match[1]] = day / entry.name
-        artifacts = {i: a for i, sidecar in found.items() if (a := _load(sidecar)) is not None}
+        artifacts = {i: a for i, sidecar in found.items() if (a := load_sidecar(sidecar)) is not None}
         with self._lock:
             self._sidecars.update((i, found[i]) for i in artifacts)
         return artifacts
@@ -291,12 +285,12 @@ class ArtifactStore:
         for day in self._days():
             batch = [
                 artifact
-                for entry in _entries(day)
-                if _SIDECAR.fullmatch(entry.name)
-                and (artifact := _load(day / entry.name)) is not None
+                for entry in entries(day)
+                if SIDECAR.fullmatch(entry.name)
+                and (artifact := load_sidecar(day / entry.name)) is not None
                 and (chat is None or artifact.chat == chat)
             ]
-            batch.sort(key=lambda a: (_when(a.created_at), a.id), reverse=True)
+            batch.sort(key=lambda a: (created_at_key(a.created_at), a.id), reverse=True)
             found.extend(batch)
             if len(found) >= limit:
                 break
@@ -305,17 +299,8 @@ class ArtifactStore:
     def _prune(self, before: str) -> list[str]:
         removed: list[str] = []
         for day in self._days():
-            if day.name >= before:
-                continue
-            # Sidecars first: a sidecar must never outlive its image.
-            for entry in sorted(_entries(day), key=lambda e: _IMAGE.fullmatch(e.name) is not None):
-                image = _IMAGE.fullmatch(entry.name)
-                if image is not None:
-                    removed.append(image[1])
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                    os.unlink(entry.path)
-            with contextlib.suppress(OSError):  # not empty: a save raced in; the next prune takes it
-                day.rmdir()
+            if day.name < before:
+                removed.extend(clear_day(day))
         with self._lock:
             for artifact_id in removed:
                 self._sidecars.pop(artifact_id, None)
@@ -324,23 +309,9 @@ class ArtifactStore:
         return removed
 
     def _sweep(self, cutoff: float) -> int:
-        removed = 0
         with self._lock:
             busy = set(self._reserved)
-        for day in self._days():
-            for entry in _entries(day):
-                orphan = _IMAGE.fullmatch(entry.name) or _THUMB.fullmatch(entry.name)
-                if orphan is not None:
-                    if orphan[1] in busy or (day / f"{orphan[1]}.json").exists():
-                        continue
-                elif not _TEMP.fullmatch(entry.name):
-                    continue
-                try:
-                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
-                except FileNotFoundError:
-                    continue
+        removed = sum(sweep_day(day, cutoff, busy) for day in self._days())
         if removed:
             log.info("swept %d leftover file(s) under %s", removed, self._root)
         return removed
@@ -363,40 +334,3 @@ def _safe_root(media_root: Path, save_dir: str) -> Path:
         raise ConfigError(f"{_SAVE_DIR_KEY} {save_dir!r} leads outside the media directory {media_root} "
                           f"(through a symlink).")
     return root
-
-
-def _load(sidecar: Path) -> Artifact | None:
-    """The artifact a sidecar describes, with ``path`` pointing at its image beside it; None if broken."""
-    try:
-        data = json.loads(sidecar.read_bytes())
-        if not isinstance(data, dict) or data.get("id") != sidecar.stem:
-            raise ValueError("id does not match the file name")
-        artifact = Artifact.from_sidecar(data)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("skipping unreadable sidecar %s: %s", sidecar, exc)
-        return None
-    ext = EXTENSIONS.get(artifact.mime)
-    image = sidecar.with_name(artifact.id + ext) if ext else None
-    if image is None or not image.is_file():
-        log.warning("sidecar %s has no image beside it", sidecar)
-        return None
-    return dataclasses.replace(artifact, path=str(image))
-
-
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
-    """A folder's entries; none when it is missing (or was removed while we looked)."""
-    try:
-        with os.scandir(folder) as it:
-            return list(it)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _when(created_at: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(created_at)
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

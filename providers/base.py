@@ -1,5 +1,6 @@
-"""HttpProvider: what every adapter shares. Request helpers, the one HTTP-status → error mapping,
-payload decoding straight to bytes, and the capability lookup. Adapters add only their wire format.
+"""HttpProvider: what every adapter shares. Request helpers, the one HTTP-status → error mapping
+(kept in providers/http_errors.py, re-exported here), payload decoding straight to bytes, and the
+capability lookup. Adapters add only their wire format.
 
 An answer's image strings are base64 text, data URLs or http(s) URLs, or (when long) a DecodedBase64 that
 ``send()`` decoded while parsing (core/payloads.py); the ``decode_*`` and ``image_from_string`` helpers take
@@ -11,28 +12,19 @@ import asyncio
 import binascii
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import httpx
 
 from core.config import ProviderConfig
 from core.download import ImageDownloader
-from core.errors import (
-    AuthFailed,
-    BadImage,
-    ContentPolicy,
-    InvalidRequest,
-    PixbotError,
-    ProviderTimeout,
-    ProviderUnavailable,
-    QuotaExceeded,
-    RateLimited,
-)
+from core.errors import BadImage, PixbotError, ProviderTimeout, ProviderUnavailable
 from core.images import sniff_mime
-from core.net import parse_retry_after, redact
+from core.net import redact
 from core.payloads import DecodedBase64, parse_json
 from core.provider import Capabilities, ProviderRequest, ProviderResult
+from providers.http_errors import classify_message, error_for_response, http_error_detail
 
 __all__ = [
     "GPT_IMAGE_SIZES",
@@ -63,12 +55,6 @@ GPT_IMAGE_SIZES: dict[str, str] = {
     "3:4": "1024x1536",
 }
 
-_POLICY = ("content_policy", "content policy", "moderation", "safety system", "safety_violation",
-           "responsible ai", "blocked by", "prohibited", "sensitive", "nsfw", "inappropriate")
-_QUOTA = ("insufficient_quota", "quota", "billing", "credit", "balance", "payment required",
-          "insufficient balance", "exceeded your current")
-_VERIFY = ("organization must be verified", "must be verified", "verify your organization")
-
 
 def gpt_size_for_ratio(ratio: str | None, default: str = "1024x1024") -> str:
     return GPT_IMAGE_SIZES.get(ratio or "", default)
@@ -79,101 +65,6 @@ def ratio_size(size: str | None, ratio: str | None, table: Mapping[str, str], de
     if size and "x" in size.lower():
         return size
     return table.get(ratio or "", default)
-
-
-def classify_message(text: str) -> type[PixbotError] | None:
-    """Map a provider's error text onto a category by its well-known signals, or None."""
-    lowered = text.lower()
-    if any(s in lowered for s in _VERIFY):
-        return AuthFailed
-    if any(s in lowered for s in _POLICY):
-        return ContentPolicy
-    if any(s in lowered for s in _QUOTA):
-        return QuotaExceeded
-    return None
-
-
-def error_for_response(provider: str, response: httpx.Response, secrets: Iterable[str] = (), *,
-                       text: str | None = None) -> PixbotError:
-    """The one place an HTTP error status becomes a taxonomy error. Raw text goes to ``detail``.
-
-    ``text`` (e.g. ``http_error_detail``) replaces the raw body in ``detail``; both are classified.
-    """
-    status = response.status_code
-    raw = _body_text(response)[:1000]
-    body = redact(raw if text is None else text, secrets, limit=500)
-    detail = f"{provider} HTTP {status}: {body}"
-    log.warning("%s", detail)
-    signalled = classify_message(body if text is None else f"{text}\n{raw}")
-    if status == 429:
-        if signalled is QuotaExceeded:
-            return QuotaExceeded(detail=detail, provider=provider)
-        return RateLimited(detail=detail, provider=provider,
-                           retry_after=parse_retry_after(response.headers.get("Retry-After")))
-    if status in (401, 403):
-        if signalled is ContentPolicy:
-            return ContentPolicy(detail=detail, provider=provider)
-        return AuthFailed(detail=detail, provider=provider)
-    if status == 402:
-        return QuotaExceeded(detail=detail, provider=provider)
-    if status in (408, 504, 524):
-        return ProviderTimeout(detail=detail, provider=provider)
-    if status >= 500:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        return ProviderUnavailable(detail=detail, provider=provider, retry_after=retry_after)
-    if signalled is not None:
-        return signalled(detail=detail, provider=provider)
-    if status == 404:
-        return InvalidRequest(
-            "The image service does not know this model or endpoint. The operator should check "
-            "the model name and apiBase.", detail=detail, provider=provider)
-    if status == 413:
-        return InvalidRequest("The request was too large for the image service (try fewer or smaller "
-                              "reference images).", detail=detail, provider=provider)
-    option = _named_option(f"{text or ''}\n{raw}")
-    if option is not None:
-        return InvalidRequest(f"The image service rejected the {option}. Try another {option}, or leave it "
-                              "out.", detail=detail, provider=provider)
-    return InvalidRequest("The image service rejected the request. Try a different prompt or options.",
-                          detail=detail, provider=provider)
-
-
-#: "Invalid value for size: 4K", "invalid 'aspect_ratio'", "size must be one of …": the option a 400 names.
-_OPTION_NAMED = re.compile(r"(?i)\b(?:invalid\s+(?:value\s+for\s+)?['\"`]?|unsupported\s+['\"`]?)"
-                           r"(size|aspect[_ ]ratio|image[_ ]size|resolution|quality|n)\b"
-                           r"|\b(size|aspect[_ ]ratio|image[_ ]size|resolution)['\"`]?\s+(?:must|is not|should)\b")
-_OPTION_WORDS = {"size": "size", "image_size": "size", "image size": "size", "resolution": "size",
-                 "aspect_ratio": "aspect ratio", "aspect ratio": "aspect ratio", "quality": "quality",
-                 "n": "number of images"}
-
-
-def _named_option(text: str) -> str | None:
-    """The request option a provider's 400 names (in words for the chat), if it names one."""
-    match = _OPTION_NAMED.search(text)
-    if match is None:
-        return None
-    return _OPTION_WORDS.get((match[1] or match[2]).lower())
-
-
-def http_error_detail(response: httpx.Response) -> str:
-    """nanobot's error detail (gemini, ollama, modelscope): ``error.message`` of a JSON body whose
-    ``error`` is an object (else that object as text), otherwise the body's start; ``error_for_response``
-    redacts it, then cuts it to 500 characters (cutting first could leave part of a key)."""
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        message = data["error"].get("message")
-        return message if isinstance(message, str) else str(data["error"])
-    return _body_text(response)[:1000]
-
-
-def _body_text(response: httpx.Response) -> str:
-    try:
-        return response.text or "<empty response body>"
-    except (UnicodeDecodeError, httpx.ResponseNotRead):
-        return "<unreadable response body>"
 
 
 class HttpProvider:
