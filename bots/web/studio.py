@@ -160,6 +160,10 @@ async def ask(request: web.Request) -> web.StreamResponse:
     repeated = await _repeated(studio, thread, request_id)
     if repeated is not None:
         return _accepted(request, thread, repeated)
+    if not await studio.service.first_time(f"web:request:{request_id}"):
+        # Another replica took this very request a moment ago and is starting its job: the page hears
+        # of it on its event stream, never a second paid call.
+        return _accepted(request, thread, "")
     try:
         built = await _ask_from_form(studio.service, thread, form)
     except PixbotError as exc:

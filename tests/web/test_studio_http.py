@@ -123,6 +123,11 @@ async def test_a_prompt_makes_images_that_arrive_as_events_and_a_repeat_makes_no
                            request_id="req-0001-abcd")
         assert again.status_code == 202 and again.json()["job"] == job_id
         assert len(studio.fake.requests_of("/images/generations")) == 2
+        # A request another replica has just taken (recorded once in the shared database) starts nothing here.
+        assert await studio.service.first_time("web:request:req-0002-abcd")
+        elsewhere = await _ask(client, csrf, prompt="a red fox in snow", request_id="req-0002-abcd")
+        assert elsewhere.status_code == 202 and elsewhere.json()["job"] == ""
+        assert len(studio.fake.requests_of("/images/generations")) == 2
         fragment = await client.get(f"/t/{THREAD}/jobs/{job_id}")
         assert fragment.text.count('alt="a red fox in snow"') == 2
         assert "16:9" in fragment.text and "custom / flux-dev" in fragment.text
