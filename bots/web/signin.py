@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -137,7 +138,8 @@ async def sign_in_guard(request: web.Request, handler: _Handler) -> web.StreamRe
     session = _session(request, keys)
     if session is None:
         if request.method == "GET" and "text/event-stream" not in request.headers.get("Accept", ""):
-            raise web.HTTPFound(f"/login?next={request.rel_url.path_qs}" if request.path != "/" else "/login")
+            target = request.rel_url.path_qs
+            raise web.HTTPFound(f"/login?{urlencode({'next': target})}" if request.path != "/" else "/login")
         raise web.HTTPUnauthorized(text="Sign in first.")
     request[SESSION] = session
     if request.method == "POST":

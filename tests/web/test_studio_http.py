@@ -53,7 +53,10 @@ async def test_pages_need_the_token_and_the_session_cookie_is_httponly_and_stric
     async with serve_studio() as studio:
         anonymous = studio.anonymous()
         assert (await anonymous.get("/")).headers["location"] == "/login"
-        assert (await anonymous.get("/gallery")).headers["location"].startswith("/login?next=/gallery")
+        to_login = httpx.URL((await anonymous.get("/gallery?q=fox&provider=custom")).headers["location"])
+        assert to_login.path == "/login" and to_login.params["next"] == "/gallery?q=fox&provider=custom"
+        back = await anonymous.get("/login?next=%2Fgallery%3Fq%3Dfox%26provider%3Dcustom")
+        assert 'name="next" value="/gallery?q=fox&amp;provider=custom"' in back.text
         assert (await anonymous.get(f"/t/{THREAD}/events", headers={"Accept": "text/event-stream"})).status_code == 401
         assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
         wrong = await anonymous.get("/gallery?token=not-the-token")
