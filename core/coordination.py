@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from core.db import Database, utc_timestamp
+from core.owners import Holders
 from core.stores import CoordinationStore, OwnerCheck, ProcessInfo
 
 __all__ = ["Coordination", "free_slot", "held_slots", "lease_end", "seen_since"]
@@ -111,16 +112,8 @@ class Coordination:
 def held_slots(rows: Iterable[tuple[int, str, str]], now: str, is_dead: OwnerCheck) -> set[int]:
     """The slot numbers of ``(slot, owner, lease_until)`` rows still held: a live lease of an owner not
     known to be gone (each owner checked once)."""
-    dead: dict[str, bool] = {}
-    held = set()
-    for slot, holder, until in rows:
-        if until < now:
-            continue
-        if holder not in dead:
-            dead[holder] = is_dead(holder)
-        if not dead[holder]:
-            held.add(slot)
-    return held
+    holders = Holders(is_dead, now)
+    return {slot for slot, holder, until in rows if holders.hold(holder, until)}
 
 
 def free_slot(held: Collection[int], capacity: int) -> int | None:

@@ -87,6 +87,21 @@ def _lineage(conn: sqlite3.Connection, artifact_id: str, limit: int) -> Lineage:
         " JOIN up ON a.artifact_id = up.parent_id WHERE up.depth < ?)"
         f" SELECT {_A_ROW} FROM up JOIN artifacts a ON a.artifact_id = up.artifact_id ORDER BY up.depth",
         (artifact_id, limit))]
+    # Down: every generation of edits; GROUP BY the key keeps each image once, at its nearest depth.
+    descendants = [_image(row) for row in conn.execute(
+        "WITH RECURSIVE down (artifact_id, depth) AS ("
+        " SELECT artifact_id, 1 FROM artifacts WHERE parent_id = ?"
+        " UNION SELECT a.artifact_id, down.depth + 1 FROM artifacts a"
+        " JOIN down ON a.parent_id = down.artifact_id WHERE down.depth < ?)"
+        f" SELECT {_A_ROW}, MIN(down.depth) AS depth FROM down JOIN artifacts a ON a.artifact_id = down.artifact_id"
+        " WHERE a.artifact_id <> ? GROUP BY a.seq ORDER BY depth, a.seq LIMIT ?",
+        (artifact_id, limit, artifact_id, limit))]
+    return lineage_of(artifact_id, walk, descendants, limit)
+
+
+def lineage_of(artifact_id: str, walk: Sequence[ImageRow], descendants: list[ImageRow], limit: int) -> Lineage:
+    """The lineage from the walk up (the image, its parent, …, as either engine reads it) and the edits:
+    a cycle in bad data ends the walk, and a parent that is not recorded (an uploaded image) is named."""
     image = walk[0] if walk else None
     ancestors: list[ImageRow] = []
     missing = None
@@ -100,15 +115,6 @@ def _lineage(conn: sqlite3.Connection, artifact_id: str, limit: int) -> Lineage:
         last = walk[-1] if walk else None
         if last is not None and last.parent_id is not None and len(walk) <= limit and last.parent_id not in seen:
             missing = last.parent_id
-    # Down: every generation of edits; GROUP BY the key keeps each image once, at its nearest depth.
-    descendants = [_image(row) for row in conn.execute(
-        "WITH RECURSIVE down (artifact_id, depth) AS ("
-        " SELECT artifact_id, 1 FROM artifacts WHERE parent_id = ?"
-        " UNION SELECT a.artifact_id, down.depth + 1 FROM artifacts a"
-        " JOIN down ON a.parent_id = down.artifact_id WHERE down.depth < ?)"
-        f" SELECT {_A_ROW}, MIN(down.depth) AS depth FROM down JOIN artifacts a ON a.artifact_id = down.artifact_id"
-        " WHERE a.artifact_id <> ? GROUP BY a.seq ORDER BY depth, a.seq LIMIT ?",
-        (artifact_id, limit, artifact_id, limit))]
     return Lineage(image, ancestors, descendants, missing)
 
 

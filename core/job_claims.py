@@ -10,6 +10,7 @@ from collections.abc import Collection
 
 from core.db import Database, utc_timestamp
 from core.job_rows import _UNSETTLED, _fetch, _lease_until, _log_change, _select, _write
+from core.owners import Holders
 from core.state import platform_range
 from core.stores import JobRecord, OwnerCheck
 
@@ -41,19 +42,12 @@ class LedgerClaims:
         owner ``is_dead``: "stored" when images already arrived, else "failed" with ``reason``. One write
         transaction (SQLite serialises writers, across processes too), so each job is settled once."""
         def tx(conn: sqlite3.Connection) -> list[tuple[str, JobRecord]]:
-            now = utc_timestamp()  # after the write lock is ours: waiting for it may take a while
+            # Now is after the write lock is ours: waiting for it may take a while.
+            holders = Holders(is_dead, utc_timestamp())
             settled = []
-            dead: dict[str, bool] = {}  # one check per owner: the write lock is held meanwhile
             for job in _select(conn, _UNSETTLED, ()):
-                if job.owner == owner:
+                if job.owner == owner or holders.hold(job.owner, job.lease_until):
                     continue
-                if job.lease_until is not None and job.lease_until >= now:  # a live lease: is its owner gone?
-                    if job.owner is None:
-                        continue
-                    if job.owner not in dead:
-                        dead[job.owner] = is_dead(job.owner)
-                    if not dead[job.owner]:
-                        continue
                 if job.artifact_ids:
                     updated = _write(conn, job.id, "stored", job.artifact_ids, job.error)
                 else:  # its chat still has to hear about it: ``claim_announcements``
@@ -76,11 +70,10 @@ class LedgerClaims:
         until = _lease_until(lease_s)
 
         def tx(conn: sqlite3.Connection) -> list[JobRecord]:
-            now = utc_timestamp()
+            holders = Holders(is_dead, utc_timestamp())
             claimed = []
             for job in _select(conn, "status = 'stored' AND chat_key >= ? AND chat_key < ?", (low, high)):
-                held = job.owner is not None and job.lease_until is not None and job.lease_until >= now
-                if job.id in skip or (job.owner != owner and held and not is_dead(job.owner or "")):
+                if job.id in skip or (job.owner not in (None, owner) and holders.hold(job.owner, job.lease_until)):
                     continue
                 conn.execute("UPDATE jobs SET owner = ?, lease_until = ? WHERE id = ?", (owner, until, job.id))
                 claimed.append(_fetch(conn, job.id))

@@ -1,14 +1,16 @@
-"""The SQLite job ledger's row helpers, shared by ``core.jobs`` (the transitions) and ``core.job_claims``
-(leases, orphans and claims): reading a ``jobs`` row into a ``JobRecord``, writing a status, selecting
-in order, lease deadlines, and the transition log line (logger ``core.jobs``)."""
+"""The job ledger's row helpers: reading a ``jobs`` row into a ``JobRecord`` and drafting a new job (both
+engines: ``core.jobs``, ``core.job_claims`` and ``core.postgres.jobs``), and for SQLite writing a status,
+selecting in order, lease deadlines, and the transition log line (logger ``core.jobs``)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from core.db import utc_timestamp
 from core.stores import JobRecord
@@ -24,7 +26,14 @@ def _lease_until(lease_s: float) -> str | None:
     return (datetime.now(UTC) + timedelta(seconds=lease_s)).isoformat(timespec="milliseconds")
 
 
-def _record(row: sqlite3.Row) -> JobRecord:
+class _Row(Protocol):
+    """A ``jobs`` row as either engine returns it (``sqlite3.Row``, ``asyncpg.Record``)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def job_record(row: _Row) -> JobRecord:
+    """A ``jobs`` row of either engine as a ``JobRecord``."""
     return JobRecord(
         id=row["id"],
         chat_key=row["chat_key"],
@@ -43,11 +52,28 @@ def _record(row: sqlite3.Row) -> JobRecord:
     )
 
 
+
+def new_job(*, chat_key: str, user_key: str | None, prompt: str, requested: int, request: Mapping[str, Any],
+            origin: Mapping[str, Any] | None, started: bool, owner: str | None,
+            lease_s: float) -> tuple[JobRecord, str, str]:
+    """A new job for either engine to insert: its record (as a later read returns it: JSON round trip,
+    tuples become lists, without that read) and its request and origin as JSON."""
+    request_json = json.dumps(dict(request), ensure_ascii=False)
+    origin_json = json.dumps(dict(origin or {}), ensure_ascii=False)
+    now = utc_timestamp()
+    job = JobRecord(
+        id=f"job_{secrets.token_hex(6)}", chat_key=chat_key, user_key=user_key,
+        status="generating" if started else "queued", prompt=prompt, requested=requested,
+        origin=json.loads(origin_json), artifact_ids=(), error=None, created_at=now, updated_at=now,
+        request=json.loads(request_json), owner=owner, lease_until=_lease_until(lease_s))
+    return job, request_json, origin_json
+
+
 def _fetch(conn: sqlite3.Connection, job_id: str) -> JobRecord:
     row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         raise KeyError(f"unknown job {job_id!r}")
-    return _record(row)
+    return job_record(row)
 
 
 def _write(
@@ -61,7 +87,7 @@ def _write(
 
 
 def _select(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[JobRecord]:
-    return [_record(row) for row in conn.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params)]
+    return [job_record(row) for row in conn.execute(f"SELECT * FROM jobs WHERE {where} ORDER BY seq", params)]
 
 
 def _log_change(job: JobRecord, old: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from core.db import Database, utc_timestamp
 from core.job_claims import LedgerClaims
-from core.job_rows import _UNSETTLED, _fetch, _log_change, _record, _select, _write
+from core.job_rows import _UNSETTLED, _fetch, _log_change, _select, _write, job_record, new_job
 from core.job_rows import _lease_until as _lease_until  # re-exported: core.postgres.jobs uses it
 from core.models import Artifact
 from core.state import ChatState, platform_range, record_history
@@ -97,15 +96,10 @@ class JobLedger(LedgerClaims):
         ``max_running_per_chat`` > 0: raise ``ChatBusy`` (nothing written) when the chat already has that
         many unsettled jobs with a live lease. Counted in the write transaction that inserts: SQLite
         serialises writers across processes, so racing callers are counted one after the other."""
-        request_json = json.dumps(dict(request), ensure_ascii=False)
-        origin_json = json.dumps(dict(origin or {}), ensure_ascii=False)
-        now = utc_timestamp()
-        # The record as a later read returns it (JSON round trip: tuples become lists), without that read.
-        job = JobRecord(
-            id=f"job_{secrets.token_hex(6)}", chat_key=chat_key, user_key=user_key,
-            status="generating" if started else "queued", prompt=prompt, requested=requested,
-            origin=json.loads(origin_json), artifact_ids=(), error=None, created_at=now, updated_at=now,
-            request=json.loads(request_json), owner=owner, lease_until=_lease_until(lease_s))
+        job, request_json, origin_json = new_job(
+            chat_key=chat_key, user_key=user_key, prompt=prompt, requested=requested, request=request,
+            origin=origin, started=started, owner=owner, lease_s=lease_s)
+        now = job.created_at
         row = (job.id, chat_key, user_key, job.status, prompt, requested, request_json, origin_json, now, now,
                owner, job.lease_until)
 
@@ -222,7 +216,7 @@ class JobLedger(LedgerClaims):
     async def get(self, job_id: str) -> JobRecord | None:
         def tx(conn: sqlite3.Connection) -> JobRecord | None:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return None if row is None else _record(row)
+            return None if row is None else job_record(row)
 
         return await self._db.run(tx, write=False)
 
@@ -270,7 +264,7 @@ class JobLedger(LedgerClaims):
             return []
 
         def tx(conn: sqlite3.Connection) -> list[JobRecord]:
-            return [_record(row) for row in conn.execute(
+            return [job_record(row) for row in conn.execute(
                 "SELECT * FROM (SELECT * FROM jobs WHERE chat_key = ? ORDER BY seq DESC LIMIT ?) recent ORDER BY seq",
                 (chat_key, limit))]
 

@@ -14,9 +14,10 @@ import hashlib
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["owner_is_dead", "this_owner"]
+__all__ = ["Holders", "owner_is_dead", "this_owner"]
 
 
 def _start_time(pid: int) -> str | None:
@@ -64,3 +65,23 @@ def owner_is_dead(owner: str) -> bool:
     if host != socket.gethostname() or scope != _scope() or not pid_text.isdigit():
         return False
     return _start_time(int(pid_text)) != start
+
+
+class Holders:
+    """Whether claims (an owner and the end of its lease) still hold at ``now``, for both storage engines:
+    a live lease whose owner ``is_dead`` does not call gone. Each owner is checked once (the check reads
+    /proc, and a database transaction may be waiting on it)."""
+
+    def __init__(self, is_dead: Callable[[str], bool], now: str) -> None:
+        self.is_dead, self.now = is_dead, now
+        self._dead: dict[str, bool] = {}
+
+    def hold(self, owner: str | None, lease_until: str | None) -> bool:
+        """A live lease without an owner holds too: nobody can be known to be gone."""
+        if lease_until is None or lease_until < self.now:
+            return False
+        if owner is None:
+            return True
+        if owner not in self._dead:
+            self._dead[owner] = self.is_dead(owner)
+        return not self._dead[owner]

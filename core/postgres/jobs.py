@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 from typing import Any, Final
 
 from core.db import utc_timestamp
-from core.jobs import _lease_until
+from core.job_rows import _lease_until, job_record, new_job
 from core.models import Artifact
-from core.postgres.pool import Pool, Row, rowcount
+from core.owners import Holders
+from core.postgres.pool import Pool, rowcount
 from core.postgres.state import HISTORY, history_args
 from core.state import platform_range
 from core.stores import TERMINAL, ChatBusy, ChatSummary, JobRecord, OwnerCheck
@@ -33,25 +33,6 @@ __all__ = ["CHAT_LOCK", "PostgresJobLedger"]
 log = logging.getLogger("core.jobs")
 
 _UNSETTLED: Final = "status IN ('queued', 'generating')"
-
-
-def _record(row: Row) -> JobRecord:
-    return JobRecord(
-        id=row["id"],
-        chat_key=row["chat_key"],
-        user_key=row["user_key"],
-        status=row["status"],
-        prompt=row["prompt"],
-        requested=int(row["requested"]),
-        origin=json.loads(row["origin"]),
-        artifact_ids=tuple(json.loads(row["artifact_ids"])),
-        error=row["error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        request=json.loads(row["request"]),
-        owner=row["owner"],
-        lease_until=row["lease_until"],
-    )
 
 
 def _log_change(job: JobRecord, old: str) -> None:
@@ -113,15 +94,10 @@ class PostgresJobLedger:
         """A new job. With ``max_running_per_chat``, the count of the chat's running jobs and the insert run in
         one transaction holding the chat's advisory lock: a caller racing on the same chat waits for it and
         then counts the job this one inserted (READ COMMITTED: each statement sees what was committed)."""
-        request_json = json.dumps(dict(request), ensure_ascii=False)
-        origin_json = json.dumps(dict(origin or {}), ensure_ascii=False)
-        now = utc_timestamp()
-        # The record as a later read returns it (JSON round trip: tuples become lists), without that read.
-        job = JobRecord(
-            id=f"job_{secrets.token_hex(6)}", chat_key=chat_key, user_key=user_key,
-            status="generating" if started else "queued", prompt=prompt, requested=requested,
-            origin=json.loads(origin_json), artifact_ids=(), error=None, created_at=now, updated_at=now,
-            request=json.loads(request_json), owner=owner, lease_until=_lease_until(lease_s))
+        job, request_json, origin_json = new_job(
+            chat_key=chat_key, user_key=user_key, prompt=prompt, requested=requested, request=request,
+            origin=origin, started=started, owner=owner, lease_s=lease_s)
+        now = job.created_at
         row = (job.id, chat_key, user_key, job.status, prompt, requested, request_json, origin_json, now, owner,
                job.lease_until)
         if max_running_per_chat <= 0:
@@ -140,7 +116,7 @@ class PostgresJobLedger:
 
     async def get(self, job_id: str) -> JobRecord | None:
         row = await self._pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
-        return None if row is None else _record(row)
+        return None if row is None else job_record(row)
 
     async def add_artifacts(self, job_id: str, artifact_ids: Sequence[str]) -> None:
         if not artifact_ids:
@@ -157,12 +133,12 @@ class PostgresJobLedger:
         rows = await self._pool.fetch(_COMPLETE, *history, ids, json.dumps(ids), job_id)
         if not rows:
             raise KeyError(f"unknown job {job_id!r}")
-        old = _record(next(row for row in rows if row["old"]))
+        old = job_record(next(row for row in rows if row["old"]))
         if old.status not in ("generating", "stored"):
             raise ValueError(f"job {job_id}: illegal transition {old.status}->stored")
         if old.status == "generating" and not ids:
             raise ValueError(f"job {job_id}: cannot be stored without artifacts")
-        job = next((_record(row) for row in rows if not row["old"]), old)
+        job = next((job_record(row) for row in rows if not row["old"]), old)
         if old.status != job.status:
             _log_change(job, old.status)
         return job
@@ -175,7 +151,7 @@ class PostgresJobLedger:
             raise KeyError(f"unknown job {job_id!r}")
         if row["id"] is None:
             raise ValueError(f"job {job_id}: illegal transition {row['old_status']}->failed")
-        job = _record(row)
+        job = job_record(row)
         _log_change(job, row["old_status"])
         return job
 
@@ -184,7 +160,7 @@ class PostgresJobLedger:
                                         "WHERE id = $1 AND status = 'stored' RETURNING *", job_id, utc_timestamp())
         if row is None:
             return False
-        _log_change(_record(row), "stored")
+        _log_change(job_record(row), "stored")
         return True
 
     async def pending_delivery(self, platform: str | None = None) -> list[JobRecord]:
@@ -193,7 +169,7 @@ class PostgresJobLedger:
         else:
             rows = await self._pool.fetch("SELECT * FROM jobs WHERE status = 'stored' AND chat_key >= $1 "
                                           "AND chat_key < $2 ORDER BY seq", *platform_range(platform))
-        return [_record(row) for row in rows]
+        return [job_record(row) for row in rows]
 
     async def annotate(self, job_id: str, origin: Mapping[str, Any]) -> None:
         """Merge keys into the origin: read it, write the merge only if it is still what was read (else again)."""
@@ -207,7 +183,8 @@ class PostgresJobLedger:
                 return
 
     async def unsettled(self) -> list[JobRecord]:
-        return [_record(row) for row in await self._pool.fetch(f"SELECT * FROM jobs WHERE {_UNSETTLED} ORDER BY seq")]
+        rows = await self._pool.fetch(f"SELECT * FROM jobs WHERE {_UNSETTLED} ORDER BY seq")
+        return [job_record(row) for row in rows]
 
     async def renew(self, owner: str, lease_s: float) -> int:
         """Extend the lease of every job ``owner`` runs or is delivering; returns how many."""
@@ -224,18 +201,8 @@ class PostgresJobLedger:
         async with self._pool.transaction() as conn:
             rows = await conn.fetch(f"SELECT * FROM jobs WHERE {_UNSETTLED} AND owner IS DISTINCT FROM $1 "
                                     "ORDER BY seq FOR UPDATE SKIP LOCKED", owner)
-            now = utc_timestamp()  # after the locks are ours
-            dead: dict[str, bool] = {}  # one check per owner
-            chosen: list[JobRecord] = []
-            for job in map(_record, rows):
-                if job.lease_until is not None and job.lease_until >= now:  # a live lease: is its owner gone?
-                    if job.owner is None:
-                        continue
-                    if job.owner not in dead:
-                        dead[job.owner] = is_dead(job.owner)
-                    if not dead[job.owner]:
-                        continue
-                chosen.append(job)
+            holders = Holders(is_dead, utc_timestamp())  # now: after the locks are ours
+            chosen = [job for job in map(job_record, rows) if not holders.hold(job.owner, job.lease_until)]
             if chosen:
                 old = {job.id: job.status for job in chosen}
                 updated = await conn.fetch(
@@ -245,7 +212,7 @@ class PostgresJobLedger:
                     "WHERE id = ANY($1::text[]) RETURNING *",
                     list(old), [job.id for job in chosen if job.artifact_ids], reason, utc_timestamp())
                 for row in sorted(updated, key=lambda r: int(r["seq"])):
-                    settled.append((old[row["id"]], _record(row)))
+                    settled.append((old[row["id"]], job_record(row)))
         for status, job in settled:
             _log_change(job, status)
         return [job for _, job in settled]
@@ -258,30 +225,20 @@ class PostgresJobLedger:
         async with self._pool.transaction() as conn:
             rows = await conn.fetch("SELECT * FROM jobs WHERE status = 'stored' AND chat_key >= $1 AND chat_key < $2 "
                                     "ORDER BY seq FOR UPDATE SKIP LOCKED", low, high)
-            now = utc_timestamp()  # after the locks are ours
-            dead: dict[str, bool] = {}  # one check per owner
-            chosen: list[str] = []
-            for job in map(_record, rows):
-                if job.id in skip:
-                    continue
-                if job.owner is not None and job.owner != owner and job.lease_until is not None \
-                        and job.lease_until >= now:  # held by another owner: is it gone?
-                    if job.owner not in dead:
-                        dead[job.owner] = is_dead(job.owner)
-                    if not dead[job.owner]:
-                        continue
-                chosen.append(job.id)
+            holders = Holders(is_dead, utc_timestamp())  # now: after the locks are ours
+            chosen = [job.id for job in map(job_record, rows) if job.id not in skip
+                      and not (job.owner not in (None, owner) and holders.hold(job.owner, job.lease_until))]
             if not chosen:
                 return []
             claimed = await conn.fetch("UPDATE jobs SET owner = $2, lease_until = $3 WHERE id = ANY($1::text[]) "
                                        "RETURNING *", chosen, owner, _lease_until(lease_s))
-        return [_record(row) for row in sorted(claimed, key=lambda r: int(r["seq"]))]
+        return [job_record(row) for row in sorted(claimed, key=lambda r: int(r["seq"]))]
 
     async def claim_announcements(self, platform: str) -> list[JobRecord]:
         rows = await self._pool.fetch(
             "WITH told AS (UPDATE jobs SET announce = NULL WHERE announce IS NOT NULL AND chat_key >= $1 "
             "AND chat_key < $2 RETURNING *) SELECT * FROM told ORDER BY seq", *platform_range(platform))
-        return [_record(row) for row in rows]
+        return [job_record(row) for row in rows]
 
     async def forget_before(self, day: date) -> int:
         return rowcount(await self._pool.execute(
@@ -301,6 +258,6 @@ class PostgresJobLedger:
     async def for_chat(self, chat_key: str, limit: int = 50) -> list[JobRecord]:
         if limit <= 0:
             return []
-        return [_record(row) for row in await self._pool.fetch(
+        return [job_record(row) for row in await self._pool.fetch(
             "SELECT * FROM (SELECT * FROM jobs WHERE chat_key = $1 ORDER BY seq DESC LIMIT $2) recent ORDER BY seq",
             chat_key, limit)]

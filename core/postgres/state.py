@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 from core.db import utc_timestamp
+from core.gallery_sql import lineage_of
 from core.models import Artifact
 from core.postgres.pool import Pool, Row, rowcount
 from core.state import _SETTING_NAMES, _check_setting, like_contains, platform_range
@@ -233,20 +234,7 @@ class PostgresChatState:
         walk = [image_row(row) for row in sorted((r for r in rows if r["up"]), key=lambda r: int(r["depth"]))]
         descendants = [image_row(row) for row in sorted(
             (r for r in rows if not r["up"]), key=lambda r: (int(r["depth"]), int(r["seq"])))]
-        image = walk[0] if walk else None
-        ancestors: list[ImageRow] = []
-        missing = None
-        seen = {artifact_id}
-        for row in walk[1:]:
-            if row.artifact_id in seen:  # a cycle: the walk went round
-                break
-            seen.add(row.artifact_id)
-            ancestors.append(row)
-        else:
-            last = walk[-1] if walk else None
-            if last is not None and last.parent_id is not None and len(walk) <= limit and last.parent_id not in seen:
-                missing = last.parent_id
-        return Lineage(image, ancestors, descendants, missing)
+        return lineage_of(artifact_id, walk, descendants, limit)
 
     async def gallery_filters(self) -> GalleryFilters:
         rows = await self._pool.fetch(_FILTERS)
