@@ -3,6 +3,7 @@ service and the loopback fake provider; ``Studio.client()`` is a signed-in brows
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -60,35 +61,56 @@ async def fake() -> AsyncIterator[FakeProvider]:
         yield server
 
 
+def studio_config(fake: FakeProvider, *, image: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
+                  api: bool = False, storage: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The studio's config.json: the fake provider's ``custom`` (default) and ``openai``, the test token."""
+    raw: dict[str, Any] = {
+        "providers": {"custom": {"apiKey": "sk-test", "apiBase": fake.api_base("custom")},
+                      "openai": {"apiKey": "sk-oa", "apiBase": fake.api_base("openai")}},
+        "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 4,
+                                      "defaultImageSize": "", **(image or {})},
+                  "ssrfWhitelist": ["127.0.0.0/8"]},
+        "bots": {"api": {"enabled": api, "port": 0}, "web": {"token": TOKEN}},
+        "limits": {"perUserDaily": 0, **(limits or {})},
+    }
+    if storage:
+        raw["storage"] = storage
+    return raw
+
+
+@asynccontextmanager
+async def serve(path: Path, raw: dict[str, Any], fake: FakeProvider) -> AsyncIterator[Studio]:
+    """Write ``raw`` to ``path``, open the service on it and serve the studio on a free loopback port."""
+    path.write_text(json.dumps(raw))
+    config = load_config(path, env_file=None)
+    async with open_service(config) as service:
+        service.retry = FAST_RETRY
+        runner = web.AppRunner(make_server(config, service), shutdown_timeout=1.0)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        studio = Studio(f"http://127.0.0.1:{runner.addresses[0][1]}", service, fake, path)
+        try:
+            yield studio
+        finally:
+            for client in studio.clients:
+                await client.aclose()
+            await runner.cleanup()
+
+
+async def listen(client: httpx.AsyncClient, thread: str, into: list[dict[str, Any]], ready: asyncio.Event) -> None:
+    """Read a thread's event stream into ``into``; ``ready`` once the stream is open."""
+    async with client.stream("GET", f"/t/{thread}/events", headers={"Accept": "text/event-stream"}) as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith(": connected"):
+                ready.set()
+            if line.startswith("data: "):
+                into.append(json.loads(line[6:]))
+
+
 @pytest.fixture
 def serve_studio(tmp_path: Path, fake: FakeProvider) -> StudioFactory:
-    @asynccontextmanager
-    async def build(*, image: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
-                    api: bool = False) -> AsyncIterator[Studio]:
-        raw: dict[str, Any] = {
-            "providers": {"custom": {"apiKey": "sk-test", "apiBase": fake.api_base("custom")},
-                          "openai": {"apiKey": "sk-oa", "apiBase": fake.api_base("openai")}},
-            "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 4,
-                                          "defaultImageSize": "", **(image or {})},
-                      "ssrfWhitelist": ["127.0.0.0/8"]},
-            "bots": {"api": {"enabled": api, "port": 0}, "web": {"token": TOKEN}},
-            "limits": {"perUserDaily": 0, **(limits or {})},
-        }
-        path = tmp_path / "config.json"
-        path.write_text(json.dumps(raw))
-        config = load_config(path, env_file=None)
-        async with open_service(config) as service:
-            service.retry = FAST_RETRY
-            app = make_server(config, service)
-            runner = web.AppRunner(app, shutdown_timeout=1.0)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            studio = Studio(f"http://127.0.0.1:{runner.addresses[0][1]}", service, fake, path)
-            try:
-                yield studio
-            finally:
-                for client in studio.clients:
-                    await client.aclose()
-                await runner.cleanup()
+    def build(*, image: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
+              api: bool = False) -> AbstractAsyncContextManager[Studio]:
+        return serve(tmp_path / "config.json", studio_config(fake, image=image, limits=limits, api=api), fake)
 
     return build

@@ -4,24 +4,18 @@ service and event bus): a page open on one replica follows, live, a job another 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from aiohttp import web
 
-from bots.app import open_service
-from bots.web.server import make_server
-from core.config_file import load_config
 from core.postgres.events import PostgresEventBus
 from tests.fakes.fake_provider import FakeProvider
 from tests.storage.postgres_server import postgres_server as postgres_server  # the fixtures
 from tests.storage.postgres_server import postgres_url as postgres_url
-from tests.web.conftest import FAST_RETRY, TOKEN, Studio
+from tests.web.conftest import Studio, listen, serve, studio_config
 
 THREAD = "feedc0ffee42"
 
@@ -34,43 +28,11 @@ def replica(tmp_path: Path, fake: FakeProvider, postgres_url: str) -> Replica:
     shared = tmp_path / "shared"
     names = iter(range(1, 100))
 
-    @asynccontextmanager
-    async def build() -> AsyncIterator[Studio]:
-        raw: dict[str, Any] = {
-            "providers": {"custom": {"apiKey": "sk-test", "apiBase": fake.api_base("custom")}},
-            "tools": {"imageGeneration": {"provider": "custom", "model": "flux-dev", "maxImagesPerTurn": 4,
-                                          "defaultImageSize": ""},
-                      "ssrfWhitelist": ["127.0.0.0/8"]},
-            "bots": {"api": {"enabled": False, "port": 0}, "web": {"token": TOKEN}},
-            "limits": {"perUserDaily": 0},
-            "storage": {"dataDir": str(shared), "databaseUrl": postgres_url},
-        }
-        path = tmp_path / f"replica-{next(names)}.json"
-        path.write_text(json.dumps(raw))
-        config = load_config(path, env_file=None)
-        async with open_service(config) as service:
-            service.retry = FAST_RETRY
-            runner = web.AppRunner(make_server(config, service), shutdown_timeout=1.0)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            studio = Studio(f"http://127.0.0.1:{runner.addresses[0][1]}", service, fake, path)
-            try:
-                yield studio
-            finally:
-                for client in studio.clients:
-                    await client.aclose()
-                await runner.cleanup()
+    def build() -> AbstractAsyncContextManager[Studio]:
+        storage = {"dataDir": str(shared), "databaseUrl": postgres_url}
+        return serve(tmp_path / f"replica-{next(names)}.json", studio_config(fake, storage=storage), fake)
 
     return build
-
-
-async def _listen(client: httpx.AsyncClient, into: list[dict[str, Any]], ready: asyncio.Event) -> None:
-    async with client.stream("GET", f"/t/{THREAD}/events", headers={"Accept": "text/event-stream"}) as stream:
-        async for line in stream.aiter_lines():
-            if line.startswith(": connected"):
-                ready.set()
-            if line.startswith("data: "):
-                into.append(json.loads(line[6:]))
 
 
 async def test_a_page_on_one_replica_sees_the_progress_of_a_job_another_replica_runs(replica: Replica) -> None:
@@ -82,8 +44,8 @@ async def test_a_page_on_one_replica_sees_the_progress_of_a_job_another_replica_
         seen_on_a: list[dict[str, Any]] = []
         seen_on_b: list[dict[str, Any]] = []
         ready_a, ready_b = asyncio.Event(), asyncio.Event()
-        listeners = [asyncio.create_task(_listen(client_a, seen_on_a, ready_a)),
-                     asyncio.create_task(_listen(client_b, seen_on_b, ready_b))]
+        listeners = [asyncio.create_task(listen(client_a, THREAD, seen_on_a, ready_a)),
+                     asyncio.create_task(listen(client_b, THREAD, seen_on_b, ready_b))]
         try:
             await asyncio.wait_for(asyncio.gather(ready_a.wait(), ready_b.wait()), 10)
             answer = await client_a.post(f"/t/{THREAD}/ask",

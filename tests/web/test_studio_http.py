@@ -19,7 +19,7 @@ from core.config_file import load_config
 from core.errors import ConfigError
 from core.models import ChatRef, ImageRequest
 from tests.images import png_bytes
-from tests.web.conftest import TOKEN, StudioFactory
+from tests.web.conftest import TOKEN, StudioFactory, listen
 
 THREAD = "abc123def456"
 
@@ -28,15 +28,6 @@ async def _ask(client: httpx.AsyncClient, csrf: str, thread: str = THREAD, files
                **fields: str) -> httpx.Response:
     return await client.post(f"/t/{thread}/ask", data={"aspect_ratio": "auto", "count": "1", **fields},
                              files=files, headers={"X-CSRF-Token": csrf, "Accept": "application/json"})
-
-
-async def _events(client: httpx.AsyncClient, thread: str, into: list[dict[str, Any]], ready: asyncio.Event) -> None:
-    async with client.stream("GET", f"/t/{thread}/events", headers={"Accept": "text/event-stream"}) as stream:
-        async for line in stream.aiter_lines():
-            if line.startswith(": connected"):
-                ready.set()
-            if line.startswith("data: "):
-                into.append(json.loads(line[6:]))
 
 
 async def _wait_job(studio_service: Any, job_id: str) -> Any:
@@ -108,7 +99,7 @@ async def test_a_prompt_makes_images_that_arrive_as_events_and_a_repeat_makes_no
         client, csrf = await studio.client()
         events: list[dict[str, Any]] = []
         ready = asyncio.Event()
-        listener = asyncio.create_task(_events(client, THREAD, events, ready))
+        listener = asyncio.create_task(listen(client, THREAD, events, ready))
         await asyncio.wait_for(ready.wait(), 10)
         answer = await _ask(client, csrf, prompt="a red fox in snow", aspect_ratio="16:9", count="2",
                             request_id="req-0001-abcd")
