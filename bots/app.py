@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from core.artifacts import ArtifactStore
-from core.config import AppConfig
+from core.config import AppConfig, ProviderConfig
 from core.download import ImageDownloader
 from core.engines import open_storage
 from core.errors import ConfigError, PixbotError
@@ -49,16 +49,26 @@ def build_providers(config: AppConfig, stack: AsyncExitStack) -> dict[str, Image
     stack.push_async_callback(idle_downloader.aclose)
     for name, cls in PROVIDERS.items():
         provider_cfg = config.provider(name)
-        adapter = cls(provider_cfg, idle_client, idle_downloader)
-        if not adapter.missing():
-            timeout = provider_cfg.timeout or cls.default_timeout
-            client = create_client(timeout=timeout, proxy=provider_cfg.proxy)
-            stack.push_async_callback(client.aclose)
-            downloader = ImageDownloader(whitelist=whitelist, proxy=provider_cfg.proxy, timeout=timeout)
-            stack.push_async_callback(downloader.aclose)
-            adapter = cls(provider_cfg, client, downloader)
-        providers[name] = adapter
+        idle: ImageProvider = cls(provider_cfg, idle_client, idle_downloader)
+        providers[name] = idle if idle.missing() else open_adapter(name, provider_cfg, whitelist, stack)
     return providers
+
+
+def open_adapter(name: str, provider_cfg: ProviderConfig, whitelist: list[str], stack: AsyncExitStack, *,
+                 timeout_cap: float | None = None) -> ImageProvider:
+    """Provider ``name``'s adapter with its own httpx client and downloader (closed with ``stack``), at the
+    provider's timeout (at most ``timeout_cap``)."""
+    from providers.registry import PROVIDERS
+
+    cls = PROVIDERS[name]
+    timeout = provider_cfg.timeout or cls.default_timeout
+    if timeout_cap is not None:
+        timeout = min(timeout, timeout_cap)
+    client = create_client(timeout=timeout, proxy=provider_cfg.proxy)
+    stack.push_async_callback(client.aclose)
+    downloader = ImageDownloader(whitelist=whitelist, proxy=provider_cfg.proxy, timeout=timeout)
+    stack.push_async_callback(downloader.aclose)
+    return cls(provider_cfg, client, downloader)
 
 
 @asynccontextmanager

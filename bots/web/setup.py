@@ -13,13 +13,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from bots.app import open_adapter
 from bots.doctor import ping_provider
 from bots.token_checks import check_discord, check_telegram
 from bots.web.render import html
 from bots.web.studio import STUDIO, set_up
 from core.config import PROVIDER_NAMES, ProviderConfig
 from core.config_write import save_config, secret_hint
-from core.download import ImageDownloader
 from core.errors import PixbotError
 from core.net import create_client
 from core.service import ImageService
@@ -78,17 +78,9 @@ async def check(request: web.Request) -> web.StreamResponse:
     """Check: one small image with what the form says (the saved key when the field is left empty)."""
     service = request.app[STUDIO].service
     name, settings, model = _provider_form(service, await request.post())
-    from providers.registry import PROVIDERS
-
-    cls = PROVIDERS[name]
-    timeout = min(settings.timeout or cls.default_timeout, _CHECK_TIMEOUT_S)
     async with AsyncExitStack() as stack:
-        client = create_client(timeout=timeout, proxy=settings.proxy)
-        stack.push_async_callback(client.aclose)
-        downloader = ImageDownloader(whitelist=service.config.tools.ssrf_whitelist, proxy=settings.proxy,
-                                     timeout=timeout)
-        stack.push_async_callback(downloader.aclose)
-        adapter = cls(settings, client, downloader)
+        adapter = open_adapter(name, settings, service.config.tools.ssrf_whitelist, stack,
+                               timeout_cap=_CHECK_TIMEOUT_S)
         missing = adapter.missing()
         if missing:
             return web.json_response({"ok": False, "message": f"{name} needs {', '.join(missing)}."})
